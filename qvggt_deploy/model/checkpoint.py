@@ -1,0 +1,217 @@
+"""Loading and saving VGGT weights (.safetensors, .pt, .pth) strictly and without a second copy.
+
+``load_checkpoint`` validates the whole file (keys, shapes, dtypes) against the model before it
+touches a single parameter, so on any error the model is unchanged. Two memory strategies:
+
+- model built on the meta device (``build_model(..., device="meta")``): the checkpoint's tensors
+  become the parameters (``assign=True``); nothing is copied. For ``.pt`` files the tensors are
+  memory-mapped (``torch.load(mmap=True, weights_only=True)``).
+- materialised model: tensors are copied in one at a time (safetensors streams them), so peak
+  memory is the model plus one tensor.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import zipfile
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from qvggt_deploy.errors import QvggtError
+from qvggt_deploy.fileio import atomic_path
+from qvggt_deploy.log import get_logger
+
+logger = get_logger(__name__)
+
+PathLike = Union[str, os.PathLike]
+_WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
+
+
+def _format_of(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return "safetensors"
+    if suffix in (".pt", ".pth", ".bin", ".ckpt"):
+        return "torch"
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if head[:2] == b"PK":
+        return "torch"
+    if len(head) == 9 and head[8:9] == b"{":
+        return "safetensors"
+    raise QvggtError(f"{path}: not a checkpoint (expected .safetensors, .pt or .pth)")
+
+
+class _Source:
+    """Read-only view of a checkpoint's tensors: names, (shape, dtype) metadata, and tensors on demand."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.format = _format_of(path)
+        self._sd: Optional[Dict[str, torch.Tensor]] = None
+        self._st = None
+        if self.format == "safetensors":
+            self._open_safetensors()
+        else:
+            self._open_torch()
+
+    def _open_safetensors(self) -> None:
+        from safetensors import safe_open
+
+        size = self.path.stat().st_size
+        try:
+            with open(self.path, "rb") as f:
+                header_len = struct.unpack("<Q", f.read(8))[0]
+            if header_len > size - 8:
+                raise QvggtError(f"{self.path}: truncated or corrupt safetensors file "
+                                 f"(header claims {header_len} bytes, file has {size})")
+            self._st = safe_open(str(self.path), framework="pt", device="cpu")
+            self._meta = {}
+            for name in self._st.keys():
+                sl = self._st.get_slice(name)
+                self._meta[name] = (tuple(sl.get_shape()), _st_dtype(sl.get_dtype()))
+        except QvggtError:
+            raise
+        except Exception as exc:  # safetensors raises its own error types
+            raise QvggtError(f"{self.path}: truncated, corrupt or not a safetensors checkpoint ({exc})") from exc
+
+    def _open_torch(self) -> None:
+        if not zipfile.is_zipfile(self.path):
+            raise QvggtError(f"{self.path}: not a PyTorch checkpoint (not a zip archive; truncated or "
+                             f"saved with the legacy format?)")
+        try:
+            obj = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as exc:
+            raise QvggtError(f"{self.path}: cannot be read as a PyTorch checkpoint with weights_only=True "
+                             f"(truncated, corrupt, or contains non-tensor objects): {exc}") from exc
+        self._sd = _unwrap_state_dict(obj, self.path)
+        self._meta = {k: (tuple(v.shape), v.dtype) for k, v in self._sd.items()}
+
+    def keys(self) -> List[str]:
+        return list(self._meta)
+
+    def meta(self, name: str) -> Tuple[Tuple[int, ...], torch.dtype]:
+        return self._meta[name]
+
+    def tensor(self, name: str) -> torch.Tensor:
+        if self._sd is not None:
+            return self._sd[name]
+        try:
+            return self._st.get_tensor(name)
+        except Exception as exc:
+            raise QvggtError(f"{self.path}: tensor {name!r} cannot be read (truncated or corrupt file): {exc}") from exc
+
+
+def _st_dtype(name: str) -> torch.dtype:
+    table = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+             "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+             "U8": torch.uint8, "BOOL": torch.bool}
+    return table.get(name, torch.float32)
+
+
+def _unwrap_state_dict(obj, path: Path) -> Dict[str, torch.Tensor]:
+    if isinstance(obj, Mapping):
+        for key in _WRAPPER_KEYS:
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise QvggtError(f"{path}: not a checkpoint (expected a dict of tensors, got {type(obj).__name__})")
+    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise QvggtError(f"{path}: not a state dict: {len(bad)} entries are not tensors (first: {bad[0]!r})")
+    return dict(obj)
+
+
+def _first(names: Iterable[str], n: int = 5) -> str:
+    names = sorted(names)
+    shown = ", ".join(names[:n])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > n else f" ({len(names)})")
+
+
+def _validate(source: _Source, expected: Mapping[str, Tuple[Tuple[int, ...], torch.dtype]], label: str) -> None:
+    have = set(source.keys())
+    want = set(expected)
+    missing, unexpected = want - have, have - want
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys: {_first(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys: {_first(unexpected)}")
+        raise QvggtError(f"{source.path} does not match the {label} model: " + "; ".join(parts))
+    for name in sorted(want):
+        shape, dtype = source.meta(name)
+        exp_shape, exp_dtype = expected[name]
+        if tuple(shape) != tuple(exp_shape):
+            raise QvggtError(f"{source.path}: shape mismatch for {name!r}: checkpoint {list(shape)}, "
+                             f"{label} model {list(exp_shape)} (a checkpoint of another preset?)")
+        if dtype != exp_dtype:
+            raise QvggtError(f"{source.path}: dtype mismatch for {name!r}: checkpoint {dtype}, "
+                             f"model {exp_dtype}")
+
+
+def load_checkpoint(path: PathLike, model: nn.Module) -> nn.Module:
+    """Load weights into ``model`` strictly (every key, shape and dtype must match).
+
+    Args:
+        path: ``.safetensors``, ``.pt`` or ``.pth`` (a plain state dict, or a dict with a
+            ``model``/``state_dict`` entry). ``.pt`` files are read with ``weights_only=True``.
+        model: a VGGT (or any module). If its parameters are on the meta device they are replaced
+            by the checkpoint's tensors without a copy.
+
+    Returns:
+        the model, in eval mode.
+
+    Raises:
+        QvggtError: missing/unexpected keys (the first few named, with counts), shape or dtype
+            mismatch, a truncated or corrupt file, or a file that is not a checkpoint. The model
+            is left untouched.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise QvggtError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise QvggtError(f"{path}: empty file, not a checkpoint")
+    source = _Source(path)
+    expected = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+    label = getattr(getattr(model, "cfg", None), "name", type(model).__name__)
+    _validate(source, expected, label)
+
+    on_meta = any(p.is_meta for p in model.parameters())
+    if on_meta:
+        state = {name: source.tensor(name) for name in expected}
+        model.load_state_dict(state, strict=True, assign=True)
+    else:
+        params = model.state_dict()
+        with torch.no_grad():
+            for name in expected:  # one tensor alive at a time (safetensors streams them)
+                params[name].copy_(source.tensor(name))
+    logger.info("loaded %d tensors from %s", len(expected), path)
+    return model.eval()
+
+
+def iter_state_dict(path: PathLike) -> Iterator[Tuple[str, torch.Tensor]]:
+    """Yield (name, tensor) from a checkpoint one at a time (for inspection tools)."""
+    source = _Source(Path(path))
+    for name in source.keys():
+        yield name, source.tensor(name)
+
+
+def save_checkpoint(model_or_state: Union[nn.Module, Mapping[str, torch.Tensor]], path: PathLike,
+                    metadata: Optional[Dict[str, str]] = None) -> Path:
+    """Write a state dict as ``.safetensors`` (or ``.pt``/``.pth`` by suffix), atomically."""
+    path = Path(path)
+    state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else dict(model_or_state)
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(state, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
+        else:
+            torch.save(state, tmp)
+    return path

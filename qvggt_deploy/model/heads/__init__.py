@@ -1,0 +1,1 @@
+"""Prediction heads: camera (pose encoding), DPT dense heads (depth, point map), track head."""
