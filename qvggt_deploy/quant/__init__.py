@@ -1,0 +1,1 @@
+"""QVGGT post-training quantization: quantizers, calibration methods, mixed precision, recipes."""
