@@ -1,0 +1,1 @@
+"""Input data: image loading/preprocessing, synthetic multi-view scenes with ground truth."""
