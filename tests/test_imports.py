@@ -21,6 +21,8 @@ def test_all_modules_import_without_optional_packages():
         import qvggt_deploy
         failed = []
         for mod in pkgutil.walk_packages(qvggt_deploy.__path__, 'qvggt_deploy.'):
+            if mod.name.endswith('__main__'):
+                continue
             try:
                 importlib.import_module(mod.name)
             except Exception as exc:

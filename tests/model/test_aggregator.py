@@ -48,6 +48,9 @@ def test_later_frames_are_permutation_equivariant():
     # No frame-index encoding: permuting frames 1..S-1 permutes the outputs the same way,
     # while frame 0 (the reference camera) is special.
     model = _model()
+    with torch.no_grad():  # make the first-frame and other-frame tokens clearly different
+        model.aggregator.camera_token[0, 0].normal_()
+        model.aggregator.register_token[0, 0].normal_()
     imgs = torch.rand(1, 3, 3, 56, 56)
     with torch.no_grad():
         out = model(imgs)
@@ -56,4 +59,4 @@ def test_later_frames_are_permutation_equivariant():
     assert torch.allclose(out["pose_enc"][:, [0, 2, 1]], out_perm["pose_enc"], atol=1e-5)
     with torch.no_grad():
         out_swap0 = model(imgs[:, [1, 0, 2]])
-    assert not torch.allclose(out["depth"][:, [1, 0, 2]], out_swap0["depth"], atol=1e-5)
+    assert not torch.allclose(out["pose_enc"][:, [1, 0, 2]], out_swap0["pose_enc"], atol=1e-4)

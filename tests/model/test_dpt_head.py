@@ -31,7 +31,7 @@ def test_uv_grid_hand_computed():
 
 def test_sincos_and_embedding_layout():
     emb = sincos_1d(4, torch.tensor([0.5]))
-    omega = torch.tensor([1.0, 1.0 / 100.0])
+    omega = torch.tensor([1.0, 1.0 / 100.0 ** 0.5])  # omega_k = 100^(-k/(D/2)), D = 4
     assert torch.allclose(emb[0], torch.cat([torch.sin(0.5 * omega), torch.cos(0.5 * omega)]))
     pe = position_embedding(8, 3, 2, aspect_ratio=2 / 3)
     grid = uv_grid(2, 3, 2 / 3)
