@@ -40,3 +40,22 @@ def micro_config(**changes):
     from qvggt_deploy.model.presets import get_preset
 
     return get_preset("micro").replace(**changes)
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory) -> Path:
+    """Real photos of mixed sizes and formats: ``shared/images/room/images`` when present,
+    otherwise generated ones (JPG and PNG, 512x384 .. 1280x960) so the tests still run."""
+    real = shared_dir() / "images" / "room" / "images"
+    if real.is_dir():
+        return real
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i, (size, ext) in enumerate([((512, 384), "png"), ((1280, 960), "jpg"), ((779, 520), "jpg"),
+                                     ((640, 480), "png")]):
+        arr = (rng.random((size[1] // 8, size[0] // 8, 3)) * 255).astype(np.uint8)
+        Image.fromarray(arr).resize(size, Image.Resampling.BICUBIC).save(folder / f"{i:02d}.{ext}")
+    return folder

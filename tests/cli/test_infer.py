@@ -6,9 +6,9 @@ from qvggt_deploy.cli.main import main
 from qvggt_deploy.data.writers import read_ply
 
 
-def test_infer_on_real_photos(tmp_path, shared):
+def test_infer_on_real_photos(tmp_path, photo_folder):
     out = tmp_path / "out"
-    code = main(["infer", "--preset", "micro", "--images", str(shared / "images" / "room" / "images"),
+    code = main(["infer", "--preset", "micro", "--images", str(photo_folder),
                  "--out", str(out), "--max-frames", "3", "--conf-percentile", "20"])
     assert code == 0
     cams = json.loads((out / "cameras.json").read_text())

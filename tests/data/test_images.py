@@ -48,8 +48,8 @@ def test_folder_errors(tmp_path):
         list_images(tmp_path)
 
 
-def test_mixed_sizes_padded_to_common_shape(shared):
-    files = list_images(shared / "images" / "room" / "images")
+def test_mixed_sizes_padded_to_common_shape(photo_folder):
+    files = list_images(photo_folder)
     assert {f.suffix.lower() for f in files} >= {".png", ".jpg"}
     batch = load_and_preprocess_images(files, target_size=224)
     assert batch.shape[0] == len(files) and batch.shape[-1] == 224
