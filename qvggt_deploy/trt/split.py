@@ -12,6 +12,7 @@ exports to its own ONNX graph (:func:`export_split`).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
@@ -130,7 +131,9 @@ def _export(module: nn.Module, args, path: Path, input_names, output_names, dyna
     onnx = import_or_raise("onnx")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # Shape arithmetic on fixed H, W is traced as constants on purpose (H, W fixed per export).
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(module, args, str(tmp), input_names=list(input_names), output_names=list(output_names),
                               dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True,
                               dynamo=False)
