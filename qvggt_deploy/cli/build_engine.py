@@ -32,7 +32,7 @@ def _check_plugins(onnx_path: Path, plugin: Optional[Path]) -> None:
     custom = _custom_nodes(onnx_path)
     if custom and plugin is None:
         listed = ", ".join(f"{op} x{n}" for op, n in sorted(custom.items()))
-        raise QvggtError(f"{onnx_path} has plugin nodes ({listed}); pass --plugin kernels/build/<plugin>.so")
+        raise QvggtError(f"{onnx_path} has plugin nodes ({listed}); pass --plugin kernels/build/cmake/trt_plugin/libqvggt_trt_plugin.so")
     if not custom:
         return
     from qvggt_deploy.trt.plugin import check_plugin_nodes, load_contract

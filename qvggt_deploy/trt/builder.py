@@ -2,7 +2,7 @@
 
 The chain for ``qvggt build-engine``::
 
-    plugins = LoadPluginLibrary("kernels/build/libqvggt_trt_plugin.so")
+    plugins = LoadPluginLibrary("kernels/build/cmake/trt_plugin/libqvggt_trt_plugin.so")
     network = NetworkFromOnnx("vggt.onnx", plugins=plugins)          # -> (builder, network, parser)
     config = ConfigFromProfile(profile, timing_cache=cache_path)      # (builder, network) -> config
     plan = SerializedEngineFromNetwork(network, config, save_timing_cache=cache_path)
@@ -74,8 +74,8 @@ class LoadPluginLibrary(BaseLoader):
             return None
         require_tensorrt()
         if not self.path.is_file():
-            raise QvggtError(f"{self.path}: plugin library not found (build it: cmake -S kernels -B kernels/build "
-                             f"&& cmake --build kernels/build; see docs/jetson.md)")
+            raise QvggtError(f"{self.path}: plugin library not found (build it: cmake -S kernels -B kernels/build/cmake "
+                             f"&& cmake --build kernels/build/cmake; see docs/jetson.md)")
         key = str(self.path.resolve())
         if key in _LOADED_LIBRARIES:
             return self.path

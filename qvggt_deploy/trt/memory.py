@@ -236,8 +236,7 @@ def weight_bytes_from_onnx(model_or_path, source: Optional[str] = None) -> Weigh
             raise QvggtError(f"{source or 'ONNX model'}: initializer {name} has unsupported dtype {t.data_type}")
         numel = math.prod(t.dims) if t.dims else 1
         nbytes = int(math.ceil(numel * per))
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name if t.data_type not in (21, 22) else (
-            "int4" if t.data_type == 22 else "uint4")
+        dtype = onnx.TensorProto.DataType.Name(t.data_type).lower()  # "float", "float16", "int4", ...
         by_dtype[dtype] = by_dtype.get(dtype, 0) + nbytes
         by_part["aggregator" if "aggregator" in name else "heads"] += nbytes
         total += nbytes

@@ -8,15 +8,16 @@ passes the node's attributes as plugin fields (INT attributes as ``kINT32``; a f
 lacks only gets a warning). A mismatch therefore fails late, on the Jetson, as "Plugin not found"
 or as a plugin built with a default field. :func:`check_plugin_nodes` catches it on any machine.
 
-The constants live in the kernel engineer's ``qvggt_deploy.ops.plugin_contract``;
-:func:`load_contract` reads them into a :class:`PluginContract`.
+The constants live in the kernel engineer's ``qvggt_deploy.ops.plugin_contract`` (``OP_TYPE``,
+``PLUGIN_VERSION``, ``PLUGIN_NAMESPACE``, ``ATTRIBUTES``, ``INPUTS``, ``check_node_attrs`` for the
+kernel's shape limits); :func:`load_contract` reads them into a :class:`PluginContract`.
 """
 from __future__ import annotations
 
 import importlib
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from qvggt_deploy.errors import QvggtError
 
@@ -35,6 +36,9 @@ class PluginContract:
     namespace: str = ""
     attributes: Tuple[str, ...] = ("group_size", "in_features", "out_features", "has_bias")
     inputs: Tuple[str, ...] = ("input", "qweight", "scales", "bias")
+    #: the contract module's own field check (kernel shape limits), ``f(attrs, node_name)`` raising
+    #: QvggtError; None when the contract has none.
+    check_attrs: Optional[Callable] = None
 
 
 def _first(module, names: Sequence[str], default=None):
@@ -59,7 +63,8 @@ def load_contract(module_name: str = CONTRACT_MODULE) -> PluginContract:
     return PluginContract(name=str(name), version=str(_first(module, ("PLUGIN_VERSION",), "1")),
                           namespace=str(_first(module, ("PLUGIN_NAMESPACE", "NAMESPACE"), "")),
                           attributes=tuple(attrs if not isinstance(attrs, dict) else attrs.keys()),
-                          inputs=tuple(inputs))
+                          inputs=tuple(getattr(i, "name", i) for i in inputs),
+                          check_attrs=getattr(module, "check_node_attrs", None))
 
 
 def _attr(node, name):
@@ -120,6 +125,11 @@ def check_plugin_nodes(model, contract: PluginContract) -> List[str]:
             problems.append(f"{where}: group_size {g} does not divide in_features {k}")
         if "has_bias" in values and values["has_bias"] not in (0, 1):
             problems.append(f"{where}: has_bias must be 0 or 1, got {values['has_bias']}")
+        if contract.check_attrs is not None and len(values) == len(contract.attributes):
+            try:
+                contract.check_attrs(values, node.name)
+            except QvggtError as exc:
+                problems.append(f"{where}: {exc}")
         n_inputs = len([i for i in node.input if i])
         bias = values.get("has_bias", 1 if n_inputs == len(contract.inputs) else 0)
         want = len(contract.inputs) - (0 if bias else 1)

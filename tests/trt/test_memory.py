@@ -90,7 +90,7 @@ def test_weight_bytes_from_onnx_counts_int4_as_half_byte(tmp_path):
     w = M.weight_bytes_from_onnx(model)
     assert w.by_dtype["int4"] == 64 * 128 // 2
     assert w.by_dtype["float16"] == 64 * 2
-    assert w.by_dtype["float32"] == 64 * 4 + 2 * 4
+    assert w.by_dtype["float"] == 64 * 4 + 2 * 4
     assert w.total == 4096 + 128 + 256 + 8
     assert w.by_part["aggregator"] == 256
     path = tmp_path / "m.onnx"

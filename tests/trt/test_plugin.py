@@ -69,8 +69,38 @@ def test_load_contract_reads_module_constants(monkeypatch):
         load_contract("qvggt_deploy.no_such_contract")
 
 
-@pytest.mark.skipif(not is_available("qvggt_deploy.ops.plugin_contract"),
-                    reason="the plugin contract (qvggt_deploy/ops/plugin_contract.py, branch kernels) is not merged")
-def test_real_contract_round_trip():
+HAS_CONTRACT = is_available("qvggt_deploy.ops.plugin_contract")
+
+
+@pytest.mark.skipif(not HAS_CONTRACT, reason="the plugin contract (qvggt_deploy/ops/plugin_contract.py) is not merged")
+@pytest.mark.parametrize("bias", [True, False])
+def test_exported_plugin_node_matches_the_contract(bias):
+    """A node as the exporter emits it (``make_plugin_node``: kernel-layout int32 weights, fp16
+    scales) passes the checks the builder runs, with the contract constants the plugin registers."""
+    import torch
+    from qvggt_deploy.ops import plugin_contract as pc
+
     contract = load_contract()
-    assert check_plugin_nodes(plugin_graph(contract), contract) == []
+    assert (contract.name, contract.version, contract.namespace) == (pc.OP_TYPE, pc.PLUGIN_VERSION, pc.PLUGIN_NAMESPACE)
+    assert contract.attributes == tuple(pc.ATTRIBUTES) and contract.inputs[:3] == ("x", "qweight", "scales")
+    n, k, g = 64, 256, 128
+    gen = torch.Generator().manual_seed(0)
+    qweight = torch.randint(0, 256, (n, k // 2), dtype=torch.uint8, generator=gen)
+    scales = torch.rand(n, k // g, generator=gen).to(torch.float16) + 0.01
+    node, inits = pc.make_plugin_node("aggregator.frame_blocks.0.attn.qkv", "x", "y", qweight, scales, g,
+                                      bias=torch.zeros(n) if bias else None).to_onnx()
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["frames", k])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["frames", n])
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y], initializer=inits))
+    assert count_plugin_nodes(model, contract) == 1
+    assert check_plugin_nodes(model, contract) == []
+    model.graph.node[0].attribute[0].i = 48  # group_size 48: not a kernel group size (attributes sorted)
+    assert any("group" in p for p in check_plugin_nodes(model, contract))
+
+
+@pytest.mark.skipif(not HAS_CONTRACT, reason="the plugin contract (qvggt_deploy/ops/plugin_contract.py) is not merged")
+def test_contract_module_check_runs():
+    contract = load_contract()
+    assert contract.check_attrs is not None
+    problems = check_plugin_nodes(plugin_graph(contract, k=96, g=32), contract)  # K % 64 != 0
+    assert any("96" in p for p in problems), problems
