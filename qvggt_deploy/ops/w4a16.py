@@ -173,15 +173,25 @@ def gemm(a: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, bias: Opt
     return out
 
 
-def dequantize(qweight: torch.Tensor, scales: torch.Tensor, group: int) -> torch.Tensor:
-    """fp16 ``[N, K]`` (PyTorch Linear layout): exactly the weights :func:`gemm` multiplies."""
+def dequantize(qweight: torch.Tensor, scales: torch.Tensor, group: int, *,
+               out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """fp16 ``[N, K]`` (PyTorch Linear layout): exactly the weights :func:`gemm` multiplies.
+
+    Args:
+        qweight, scales, group: as in :func:`gemm`.
+        out (Tensor, optional): contiguous fp16 ``[N, K]`` on the same device to write into.
+    """
     if not qweight.is_cuda:
         raise QvggtError(f"dequantize needs CUDA tensors, got qweight on {qweight.device}")
     n, k = _check_weights(qweight, scales, group, qweight.device)
+    if out is None:
+        out = torch.empty(n, k, dtype=torch.float16, device=qweight.device)
+    elif out.dtype != torch.float16 or tuple(out.shape) != (n, k) or out.device != qweight.device \
+            or not out.is_contiguous():
+        raise QvggtError(f"out must be a contiguous fp16 [{n}, {k}] tensor on {qweight.device}")
     lib = load_library()
-    w = torch.empty(n, k, dtype=torch.float16, device=qweight.device)
     with torch.cuda.device(qweight.device):
         stream = torch.cuda.current_stream(qweight.device).cuda_stream
-        status = lib.qvggt_w4a16_dequantize(qweight.data_ptr(), scales.data_ptr(), w.data_ptr(), n, k, group, stream)
+        status = lib.qvggt_w4a16_dequantize(qweight.data_ptr(), scales.data_ptr(), out.data_ptr(), n, k, group, stream)
     _raise(lib, status, "W4A16 dequantize", 0, n, k, group)
-    return w
+    return out
