@@ -107,6 +107,17 @@ def workspace_size(m: int, n: int, k: int, group: int) -> int:
     return size.value
 
 
+def _forced_split_bytes(split_k: int, m: int, n: int, k: int) -> int:
+    """FP32 partials a forced ``split_k`` needs (the library's normalize_splits: no empty K slice)."""
+    chunks = k // 64
+    if split_k <= 1 or chunks <= 1:
+        return 0
+    splits = min(split_k, chunks)
+    per = -(-chunks // splits)
+    splits = -(-chunks // per)
+    return splits * m * n * 4 if splits > 1 else 0
+
+
 def _check_weights(qweight: torch.Tensor, scales: torch.Tensor, group: int, device: torch.device):
     if qweight.dtype != torch.int32 or qweight.dim() != 2 or qweight.shape[1] % 8:
         raise QvggtError(f"qweight must be int32 [K/64, 8*N] (repack_for_kernel), got {qweight.dtype} "
@@ -162,7 +173,7 @@ def gemm(a: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, bias: Opt
     elif out.dtype != torch.float16 or tuple(out.shape) != (m, n) or out.device != a.device or not out.is_contiguous():
         raise QvggtError(f"out must be a contiguous fp16 [{m}, {n}] tensor on {a.device}")
     with torch.cuda.device(a.device):
-        ws_bytes = workspace_size(m, n, k, group)
+        ws_bytes = max(workspace_size(m, n, k, group), _forced_split_bytes(split_k, m, n, k))
         workspace = torch.empty(ws_bytes, dtype=torch.uint8, device=a.device) if ws_bytes else None
         stream = torch.cuda.current_stream(a.device).cuda_stream
         status = lib.qvggt_w4a16_gemm_ex(

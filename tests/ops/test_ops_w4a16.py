@@ -127,3 +127,13 @@ def test_linear_on_cuda_equals_cpu(cuda_library, cublas_min_m):
     got = module.cuda()(x.cuda()).cpu()
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, expected, rtol=1e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize("split_k,m,n,k,expected", [
+    (0, 8, 64, 1024, 0), (1, 8, 64, 1024, 0), (4, 8, 64, 1024, 4 * 8 * 64 * 4),
+    (5, 300, 48, 192, 3 * 300 * 48 * 4),  # 3 chunks: at most 3 slices
+    (3, 2, 16, 320, 3 * 2 * 16 * 4), (4, 2, 16, 320, 3 * 2 * 16 * 4),  # 5 chunks: 4 -> slices of 2 -> 3
+    (2, 1, 16, 64, 0),
+])
+def test_forced_split_workspace_follows_the_library_rule(split_k, m, n, k, expected):
+    assert w4a16._forced_split_bytes(split_k, m, n, k) == expected
