@@ -51,6 +51,12 @@ VGGT_KN = [(1024, 3072), (1024, 1024), (1024, 4096), (4096, 1024), (2048, 6144),
 VGGT_M = [1, 8, 16, 256, 1374, 2748, 13740]  # 8: the camera head at 8 frames; 1374 tokens per 518x518 frame
 ODD = [(1, 192, 48, 64), (3, 320, 80, 320), (17, 640, 144, 32), (129, 1088, 272, 64), (1000, 192, 48, 64)]
 ALGOS = ["gemv", "mma16", "mma64", "mma128"]
+E2E_MODES = {
+    "fp32": "all weights and activations fp32, TF32 off",
+    "fp16": "aggregator fp16 (weights and activations); heads fp32, as the official model runs them",
+    "w4a16": "as fp16, every aggregator and camera-head Linear the kernel can run -> W4A16Linear (fused kernel)",
+    "w4a16_hybrid": "as w4a16, but from 1024 rows on: our dequantiser + cuBLAS FP16 instead of the fused kernel",
+}
 
 
 def git_commit() -> str | None:
@@ -391,6 +397,7 @@ def main(argv=None) -> int:
                 ("throughput", lambda: run_throughput(args.quick))]
     if not args.skip_e2e:
         sections.append(("e2e", lambda: run_e2e(frames=(2,) if args.quick else (2, 8), group=args.group)))
+        report["e2e_modes"] = {**E2E_MODES, "group": args.group, "preset": "vggt-1b (track head disabled)"}
     for name, run in sections:
         t0 = time.perf_counter()
         print(f"gpu_check: {name} ...", file=sys.stderr, flush=True)
