@@ -107,6 +107,17 @@ def workspace_size(m: int, n: int, k: int, group: int) -> int:
     return size.value
 
 
+def _forced_split_bytes(split_k: int, m: int, n: int, k: int) -> int:
+    """FP32 partials a forced ``split_k`` needs (the library's normalize_splits: no empty K slice)."""
+    chunks = k // 64
+    if split_k <= 1 or chunks <= 1:
+        return 0
+    splits = min(split_k, chunks)
+    per = -(-chunks // splits)
+    splits = -(-chunks // per)
+    return splits * m * n * 4 if splits > 1 else 0
+
+
 def _check_weights(qweight: torch.Tensor, scales: torch.Tensor, group: int, device: torch.device):
     if qweight.dtype != torch.int32 or qweight.dim() != 2 or qweight.shape[1] % 8:
         raise QvggtError(f"qweight must be int32 [K/64, 8*N] (repack_for_kernel), got {qweight.dtype} "
@@ -162,7 +173,7 @@ def gemm(a: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, bias: Opt
     elif out.dtype != torch.float16 or tuple(out.shape) != (m, n) or out.device != a.device or not out.is_contiguous():
         raise QvggtError(f"out must be a contiguous fp16 [{m}, {n}] tensor on {a.device}")
     with torch.cuda.device(a.device):
-        ws_bytes = workspace_size(m, n, k, group)
+        ws_bytes = max(workspace_size(m, n, k, group), _forced_split_bytes(split_k, m, n, k))
         workspace = torch.empty(ws_bytes, dtype=torch.uint8, device=a.device) if ws_bytes else None
         stream = torch.cuda.current_stream(a.device).cuda_stream
         status = lib.qvggt_w4a16_gemm_ex(
@@ -173,15 +184,25 @@ def gemm(a: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, bias: Opt
     return out
 
 
-def dequantize(qweight: torch.Tensor, scales: torch.Tensor, group: int) -> torch.Tensor:
-    """fp16 ``[N, K]`` (PyTorch Linear layout): exactly the weights :func:`gemm` multiplies."""
+def dequantize(qweight: torch.Tensor, scales: torch.Tensor, group: int, *,
+               out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """fp16 ``[N, K]`` (PyTorch Linear layout): exactly the weights :func:`gemm` multiplies.
+
+    Args:
+        qweight, scales, group: as in :func:`gemm`.
+        out (Tensor, optional): contiguous fp16 ``[N, K]`` on the same device to write into.
+    """
     if not qweight.is_cuda:
         raise QvggtError(f"dequantize needs CUDA tensors, got qweight on {qweight.device}")
     n, k = _check_weights(qweight, scales, group, qweight.device)
+    if out is None:
+        out = torch.empty(n, k, dtype=torch.float16, device=qweight.device)
+    elif out.dtype != torch.float16 or tuple(out.shape) != (n, k) or out.device != qweight.device \
+            or not out.is_contiguous():
+        raise QvggtError(f"out must be a contiguous fp16 [{n}, {k}] tensor on {qweight.device}")
     lib = load_library()
-    w = torch.empty(n, k, dtype=torch.float16, device=qweight.device)
     with torch.cuda.device(qweight.device):
         stream = torch.cuda.current_stream(qweight.device).cuda_stream
-        status = lib.qvggt_w4a16_dequantize(qweight.data_ptr(), scales.data_ptr(), w.data_ptr(), n, k, group, stream)
+        status = lib.qvggt_w4a16_dequantize(qweight.data_ptr(), scales.data_ptr(), out.data_ptr(), n, k, group, stream)
     _raise(lib, status, "W4A16 dequantize", 0, n, k, group)
-    return w
+    return out

@@ -1,5 +1,6 @@
 """The ctypes binding (qvggt_deploy/ops/w4a16.py): loader errors and input checks here; the kernel
 itself against the CPU reference where a GPU exists (marker gpu)."""
+import functools
 import os
 
 import pytest
@@ -84,6 +85,16 @@ def relative_error(got, expected):
     return ((got.float() - expected.float()).abs().mean() / expected.float().abs().mean()).item()
 
 
+@functools.lru_cache(maxsize=None)
+def gemm_case(n, k, group, m):
+    """CPU inputs and the reference output of one problem, shared by every algo."""
+    qweight, scales = weights(n, k, group, seed=m)
+    gen = torch.Generator().manual_seed(m)
+    a = (torch.randn(m, k, generator=gen) * 0.5).half()
+    bias = (torch.randn(n, generator=gen) * 0.1).half() if m % 2 else None
+    return qweight, scales, a, bias, w4a16_gemm_reference(a, qweight, scales, bias, group)
+
+
 @gpu
 @pytest.mark.gpu
 @pytest.mark.parametrize("algo,split_k", [("auto", 0), ("gemv", 0), ("mma16", 0), ("mma64", 0), ("mma128", 0),
@@ -93,14 +104,11 @@ def relative_error(got, expected):
 def test_gemm_matches_reference(cuda_library, algo, split_k, n, k, group, m):
     if algo == "gemv" and m > 8:
         pytest.skip("GEMV serves m <= 8")
-    qweight, scales = weights(n, k, group, "cuda", seed=m)
-    a = (torch.randn(m, k, device="cuda") * 0.5).half()
-    bias = (torch.randn(n, device="cuda") * 0.1).half() if m % 2 else None
-    got = w4a16.gemm(a, qweight, scales, bias, group, algo=algo, split_k=split_k)
-    expected = w4a16_gemm_reference(a.cpu(), qweight.cpu(), scales.cpu(),
-                                    bias.cpu() if bias is not None else None, group)
-    assert relative_error(got.cpu(), expected) < 1e-3  # Marlin's criterion (FP32 summation order only)
-    torch.testing.assert_close(got.cpu().float(), expected.float(), rtol=1e-2, atol=2e-3)
+    qweight, scales, a, bias, expected = gemm_case(n, k, group, m)
+    got = w4a16.gemm(a.cuda(), qweight.cuda(), scales.cuda(), bias.cuda() if bias is not None else None, group,
+                     algo=algo, split_k=split_k).cpu()
+    assert relative_error(got, expected) < 1e-3  # Marlin's criterion (FP32 summation order only)
+    torch.testing.assert_close(got.float(), expected.float(), rtol=1e-2, atol=2e-3)
 
 
 @gpu
@@ -127,3 +135,13 @@ def test_linear_on_cuda_equals_cpu(cuda_library, cublas_min_m):
     got = module.cuda()(x.cuda()).cpu()
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, expected, rtol=1e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize("split_k,m,n,k,expected", [
+    (0, 8, 64, 1024, 0), (1, 8, 64, 1024, 0), (4, 8, 64, 1024, 4 * 8 * 64 * 4),
+    (5, 300, 48, 192, 3 * 300 * 48 * 4),  # 3 chunks: at most 3 slices
+    (3, 2, 16, 320, 3 * 2 * 16 * 4), (4, 2, 16, 320, 3 * 2 * 16 * 4),  # 5 chunks: 4 -> slices of 2 -> 3
+    (2, 1, 16, 64, 0),
+])
+def test_forced_split_workspace_follows_the_library_rule(split_k, m, n, k, expected):
+    assert w4a16._forced_split_bytes(split_k, m, n, k) == expected
