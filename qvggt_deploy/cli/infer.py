@@ -51,7 +51,8 @@ class Infer(Command):
         parser.add_argument("--points-from", default="depth", choices=["depth", "pointmap"],
                             help="point cloud from depth + predicted cameras, or from the point head. Defaults to depth.")
         parser.add_argument("--recipe", default=None,
-                            help="quantization recipe folder: run the fake-quantized model it describes")
+                            help="quantization recipe folder: run the quantized model it describes (on cuda "
+                                 "its W4A16 layers use the W4A16 GEMM kernel; on cpu the fake-quantized model)")
         add_device_args(parser)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -69,12 +70,17 @@ class Infer(Command):
         files = list_images(args.images)
         if args.max_frames:
             files = files[: args.max_frames]
-        model = load_model(args.preset, args.checkpoint, device="cpu")
+        model = load_model(args.preset, args.checkpoint, device=device)
         if args.recipe:
             from qvggt_deploy.quant.recipe import apply_recipe, load_recipe
 
-            apply_recipe(model, load_recipe(args.recipe))
-        model = model.to(device)
+            recipe = load_recipe(args.recipe)
+            if device.type == "cuda":  # the real W4A16 kernel; on the CPU the fake-quantized model
+                from qvggt_deploy.ops.linear import apply_recipe_with_kernel
+
+                apply_recipe_with_kernel(model, recipe)
+            else:
+                apply_recipe(model, recipe)
         images = load_and_preprocess_images(files, mode=args.mode, target_size=model.cfg.img_size,
                                             patch=model.cfg.patch_size)
         H, W = images.shape[-2:]

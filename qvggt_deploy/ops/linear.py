@@ -174,3 +174,28 @@ def convert_model_to_w4a16(model: nn.Module, layers: Dict[str, LayerWeights], *,
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
     return model
+
+
+def apply_recipe_with_kernel(model: nn.Module, recipe, check: bool = True,
+                             cublas_min_m: Optional[int] = None) -> nn.Module:
+    """Apply a recipe so that its W4A16 layers run the real kernel (:class:`W4A16Linear`).
+
+    Smoothing is folded and the other quantized layers are fake-quantized exactly as
+    :func:`qvggt_deploy.quant.recipe.apply_recipe` does; every ``w4a16`` layer the kernel can
+    take (see :func:`kernel_shape_error`) becomes a :class:`W4A16Linear` holding the recipe's
+    integers. On CUDA this is the deployed arithmetic; on the CPU the reference emulates it.
+    """
+    import dataclasses
+
+    from qvggt_deploy.quant.recipe import apply_recipe
+
+    kernel_layers = {}
+    for name, spec in recipe.layers.items():
+        if spec.precision != "w4a16":
+            continue
+        linear = model.get_submodule(name)
+        if kernel_shape_error(linear.out_features, linear.in_features, spec.group) is None:
+            kernel_layers[name] = recipe.canonical_int4(name)
+    rest = dataclasses.replace(recipe, layers={k: v for k, v in recipe.layers.items() if k not in kernel_layers})
+    apply_recipe(model, rest, check=check)
+    return convert_model_to_w4a16(model, kernel_layers, cublas_min_m=cublas_min_m)
