@@ -1,0 +1,251 @@
+"""ONNX export of VGGT: trace -> opset 21 -> graph passes -> metadata -> ``M.onnx`` (+ ``M.onnx.data``).
+
+Pipeline (:func:`export_onnx`):
+
+1. apply the recipe to the model (``quant.recipe.apply_recipe``: smoothing folded, QuantLinears),
+   exactly as the PyTorch fake-quantized model does;
+2. trace :class:`~qvggt_deploy.export.trace.VGGTExport` inside ``export_view`` with the
+   TorchScript exporter at opset 18 (Linears are markers, so no weight is traced and the trace
+   stays small even for VGGT-1B), then ``onnx.version_converter`` to opset 21 (blocked
+   ``DequantizeLinear``, INT4);
+3. passes: ``fold-constants``, ``lower-linears`` (the precision plan, see :mod:`.qdq`),
+   ``bypass-special-tokens`` (when the plan quantizes activations with a special-token bypass),
+   ``int4-to-matmulnbits`` (``--target ort``) or ``w4a16-plugin`` (``--target trt --trt-plugin``),
+   ``cleanup``;
+4. metadata (``qvggt.*``: target, size, plan, recipe digest, passes) and one file, or one file
+   plus one consolidated ``.data`` file when the weights exceed ~1.8 GB.
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from qvggt_deploy import __version__
+from qvggt_deploy.backends.io import FRAMES_DIM, INPUT_NAME, OUTPUT_NAMES
+from qvggt_deploy.errors import QvggtError
+from qvggt_deploy.export.qdq import TARGETS, LinearLowering, plan_from_model
+from qvggt_deploy.export.tensors import TensorStore
+from qvggt_deploy.export.trace import MARKER_DOMAIN, VGGTExport, export_view, quiet_tracer
+from qvggt_deploy.lazy import lazy_import
+from qvggt_deploy.log import get_logger
+from qvggt_deploy.passes.registry import PassRunner
+
+onnx = lazy_import("onnx")
+gs = lazy_import("onnx_graphsurgeon")
+
+logger = get_logger(__name__)
+
+TRACE_OPSET = 18
+EXPORT_OPSET = 21
+FORMAT = "qvggt-onnx/1"
+EXTERNAL_THRESHOLD = 1_800_000_000  # bytes of weights above which data goes to one external file
+ORT_INT4_FORMS = ("matmulnbits", "qdq")
+META = "qvggt."
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_onnx` wrote."""
+
+    path: Path
+    data_path: Optional[Path]
+    seconds: float
+    passes: List[str]
+    metadata: Dict[str, str]
+    op_counts: Dict[str, int] = field(default_factory=dict)
+
+    @property
+    def bytes(self) -> int:
+        return self.path.stat().st_size + (self.data_path.stat().st_size if self.data_path else 0)
+
+
+def tokens_per_frame(cfg, height: int, width: int) -> int:
+    """Tokens of one frame in the aggregator (and in the DINOv2 blocks): 5 + patches."""
+    return cfg.patch_start_idx + (height // cfg.patch_size) * (width // cfg.patch_size)
+
+
+def trace_to_onnx(model: nn.Module, height: int, width: int, frames: int = 2):
+    """Trace ``model`` at ``frames x 3 x height x width`` (frames dynamic): an opset-18 ModelProto
+    with ``qvggt.Linear`` markers and no Linear weights."""
+    dynamic = {INPUT_NAME: {0: FRAMES_DIM}, **{name: {1: FRAMES_DIM} for name in OUTPUT_NAMES}}
+    buf = io.BytesIO()
+    dummy = torch.rand(frames, 3, height, width, generator=torch.Generator().manual_seed(0))
+    with export_view(model, height, width), quiet_tracer(), torch.no_grad():
+        torch.onnx.export(VGGTExport(model), (dummy,), buf, dynamo=False, opset_version=TRACE_OPSET,
+                          input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic,
+                          custom_opsets={MARKER_DOMAIN: 1}, do_constant_folding=True)
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _plan_bytes(plan: Dict[str, LinearLowering]) -> int:
+    from qvggt_deploy.quant.config import weight_bytes
+
+    return int(sum(weight_bytes(s.out_features, s.in_features, s.precision if s.precision != "fp16" else "fp16",
+                                s.group) + 4 * s.out_features for s in plan.values()))
+
+
+def _set_io(graph, height: int, width: int) -> None:
+    by_name = {t.name: t for t in graph.inputs}
+    if set(by_name) != {INPUT_NAME}:
+        raise QvggtError(f"export: unexpected graph inputs {sorted(by_name)}")
+    by_name[INPUT_NAME].dtype = np.float32
+    by_name[INPUT_NAME].shape = [FRAMES_DIM, 3, height, width]
+    shapes = {
+        "pose_enc": [1, FRAMES_DIM, 9],
+        "depth": [1, FRAMES_DIM, height, width, 1],
+        "depth_conf": [1, FRAMES_DIM, height, width],
+        "world_points": [1, FRAMES_DIM, height, width, 3],
+        "world_points_conf": [1, FRAMES_DIM, height, width],
+    }
+    if [t.name for t in graph.outputs] != list(OUTPUT_NAMES):
+        raise QvggtError(f"export: unexpected graph outputs {[t.name for t in graph.outputs]}")
+    for t in graph.outputs:
+        t.dtype, t.shape = np.float32, shapes[t.name]
+
+
+def _opset_imports(graph):
+    used = sorted({n.domain for n in graph.nodes if n.domain and n.domain not in ("", "ai.onnx")})
+    if MARKER_DOMAIN in used:
+        bad = next(n for n in graph.nodes if n.domain == MARKER_DOMAIN)
+        raise QvggtError(f"export: marker node {bad.name} ({bad.op}) was not lowered")
+    return [onnx.helper.make_opsetid("", EXPORT_OPSET)] + [onnx.helper.make_opsetid(d, 1) for d in used]
+
+
+def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, target: str = "ort",
+                frames: int = 2, float_precision: str = "fp32", ort_int8_activations: bool = False,
+                ort_int4: str = "matmulnbits", trt_plugin: bool = False,
+                external_data: str = "auto") -> ExportResult:
+    """Export ``model`` (a VGGT) to ONNX for one input size and a dynamic frame count.
+
+    Args:
+        model (VGGT): float model in eval mode; with ``recipe`` it is fake-quantized in place.
+        out (path): the ``.onnx`` file to write (its folder is created).
+        height (int): input height, a multiple of 14.
+        width (int): input width, a multiple of 14.
+        recipe (Recipe, optional): calibrated plan to fold in as QDQ. Defaults to None (float).
+        target (str): "ort" (CPU, exact fp32 emulation of the fake-quantized model) or "trt"
+            (strongly typed QDQ with fp16 Casts). Defaults to "ort".
+        frames (int): frames of the tracing input (the exported dim is dynamic). Defaults to 2.
+        float_precision (str): precision of Linears the recipe does not list: "fp32" or "fp16".
+            Defaults to "fp32".
+        ort_int8_activations (bool): ``--target ort``: MatMulNBits ``accuracy_level=4`` (int8
+            activations, faster, not exact). Defaults to False (level 0, exact).
+        ort_int4 (str): ``--target ort``: INT4 as "matmulnbits" or left as "qdq" (ORT fuses it at
+            load time, following the session's ``session.qdq_matmulnbits_accuracy_level``).
+            Defaults to "matmulnbits".
+        trt_plugin (bool): ``--target trt``: INT4 GEMMs become W4A16 plugin nodes. Defaults to False.
+        external_data (str): "auto" (external above ~1.8 GB), "always" or "never". Defaults to "auto".
+
+    Returns:
+        ExportResult.
+
+    Raises:
+        QvggtError: bad size or options, a recipe made for another model.
+    """
+    start = time.perf_counter()
+    cfg = model.cfg
+    out = Path(out)
+    if target not in TARGETS:
+        raise QvggtError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    if ort_int4 not in ORT_INT4_FORMS:
+        raise QvggtError(f"--ort-int4 must be one of {', '.join(ORT_INT4_FORMS)}, got {ort_int4!r}")
+    if target != "ort" and (ort_int8_activations or ort_int4 != "matmulnbits"):
+        raise QvggtError("--ort-int8-activations/--ort-int4 apply to --target ort only")
+    if target != "trt" and trt_plugin:
+        raise QvggtError("--trt-plugin applies to --target trt only")
+    if external_data not in ("auto", "always", "never"):
+        raise QvggtError(f"external_data must be auto, always or never, got {external_data!r}")
+    if frames < 1:
+        raise QvggtError(f"--frames must be at least 1, got {frames}")
+    if height <= 0 or width <= 0 or height % cfg.patch_size or width % cfg.patch_size:
+        raise QvggtError(f"--height/--width {height}x{width} must be positive multiples of the patch size "
+                         f"{cfg.patch_size}")
+    model.eval()
+    if recipe is not None:
+        from qvggt_deploy.quant.recipe import apply_recipe
+
+        apply_recipe(model, recipe)
+    plan = plan_from_model(model, float_precision)
+    logger.info("tracing %s at %dx%d (%d frames, dynamic)", cfg.name, height, width, frames)
+    proto = trace_to_onnx(model, height, width, frames)
+    proto = onnx.version_converter.convert_version(proto, EXPORT_OPSET)
+    estimate = _plan_bytes(plan) + proto.ByteSize()
+    external = {"auto": estimate > EXTERNAL_THRESHOLD, "always": True, "never": False}[external_data]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    store = TensorStore(out, external=external)
+    try:
+        graph = gs.import_onnx(proto)
+        del proto
+        runner = PassRunner(graph)
+        runner.run("fold-constants")
+        runner.run("lower-linears", plan=plan, target=target, store=store)
+        bypass = [name for name, s in plan.items() if s.abits and s.special_bypass]
+        tpf = tokens_per_frame(cfg, height, width)
+        if bypass:
+            runner.run("bypass-special-tokens", tokens_per_frame=tpf, num_special=cfg.patch_start_idx, layers=bypass)
+        accuracy = 4 if ort_int8_activations else 0
+        if target == "ort" and ort_int4 == "matmulnbits":
+            runner.run("int4-to-matmulnbits", accuracy_level=accuracy, store=store)
+        if trt_plugin:
+            runner.run("w4a16-plugin", store=store)
+        runner.run("cleanup")
+        graph, applied = runner.graph, runner.names
+        _set_io(graph, height, width)
+        graph.name = f"vggt_{cfg.name}_{target}"
+        model_proto = gs.export_onnx(graph, opset_imports=_opset_imports(graph))
+        op_counts = dict(Counter(n.op for n in graph.nodes).most_common())
+        del graph, runner
+        metadata = {
+            "format": FORMAT,
+            "preset": cfg.name,
+            "target": target,
+            "height": str(height),
+            "width": str(width),
+            "tokens_per_frame": str(tpf),
+            "num_special": str(cfg.patch_start_idx),
+            "float_precision": float_precision,
+            "recipe_digest": recipe.digest if recipe is not None else "none",
+            "recipe_method": json.dumps(recipe.method, sort_keys=True) if recipe is not None else "none",
+            "passes": ",".join(applied),
+            "plan": json.dumps({k: v.precision for k, v in plan.items()}),
+            "tool": f"qvggt-deploy {__version__}; torch {torch.__version__} TorchScript exporter, "
+                    f"opset {TRACE_OPSET} -> {EXPORT_OPSET}",
+        }
+        if target == "ort":
+            metadata["ort_int4"] = ort_int4
+            metadata["ort_accuracy_level"] = str(accuracy) if ort_int4 == "matmulnbits" else "session"
+        onnx.helper.set_model_props(model_proto, {META + k: v for k, v in metadata.items()})
+        model_proto.producer_name = "qvggt-deploy"
+        model_proto.producer_version = __version__
+        model_proto.doc_string = (f"VGGT ({cfg.name}) at {height}x{width}, dynamic frames; target {target}; "
+                                  f"recipe {metadata['recipe_digest']}")
+        store.save(model_proto, out)
+    except BaseException:
+        store.close()
+        raise
+    data_path = out.with_name(f"{out.name}.data") if external else None
+    result = ExportResult(out, data_path, time.perf_counter() - start, applied, metadata, op_counts)
+    logger.info("wrote %s (%.1f MB%s) in %.1f s; passes: %s", out, result.bytes / 1e6,
+                ", external data" if external else "", result.seconds, ", ".join(applied))
+    return result
+
+
+def read_metadata(path) -> Dict[str, str]:
+    """The ``qvggt.*`` metadata of an exported file (without loading its weights)."""
+    path = Path(path)
+    if not path.is_file():
+        raise QvggtError(f"ONNX file not found: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises its own types
+        raise QvggtError(f"{path}: not a readable ONNX file ({exc})") from exc
+    return {p.key[len(META):]: p.value for p in model.metadata_props if p.key.startswith(META)}
