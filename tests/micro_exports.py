@@ -81,6 +81,11 @@ def get_export(name: str):
             kwargs["ort_int8_activations"] = True
         if name.endswith("-qdq") or name == "mixed":  # mixed also covers INT4 left as QDQ
             kwargs["ort_int4"] = "qdq"
+        if name == "mixed":  # ... and fp16 DPT conv weights
+            from qvggt_deploy.export.convs import round_conv_weights
+
+            kwargs["conv_precision"] = "fp16"
+            round_conv_weights(ref, "fp16")
         result = export_onnx(model, _ROOT / f"{name}.onnx", height=H, width=W, recipe=recipe, **kwargs)
         _CACHE[name] = (result, ref.eval(), recipe)
     return _CACHE[name]

@@ -8,7 +8,9 @@ Pipeline (:func:`export_onnx`):
    TorchScript exporter at opset 18 (Linears are markers, so no weight is traced and the trace
    stays small even for VGGT-1B), then ``onnx.version_converter`` to opset 21 (blocked
    ``DequantizeLinear``, INT4);
-3. passes: ``fold-constants``, ``lower-linears`` (the precision plan, see :mod:`.qdq`),
+3. passes: ``fold-constants``, ``dedupe-constants``, ``fp16-conv-weights`` (with
+   ``conv_precision="fp16"``), ``lower-attention`` (fused MultiHeadAttention on ORT, MatMul/Softmax
+   for TensorRT), ``lower-linears`` (the precision plan, see :mod:`.qdq`),
    ``bypass-special-tokens`` (when the plan quantizes activations with a special-token bypass),
    ``int4-to-matmulnbits`` (``--target ort``) or ``w4a16-plugin`` (``--target trt --trt-plugin``),
    ``cleanup``;
@@ -32,12 +34,36 @@ from torch import nn
 from qvggt_deploy import __version__
 from qvggt_deploy.backends.io import FRAMES_DIM, INPUT_NAME, OUTPUT_NAMES
 from qvggt_deploy.errors import QvggtError
+from qvggt_deploy.export.convs import CONV_ROOTS, round_conv_weights
 from qvggt_deploy.export.qdq import TARGETS, LinearLowering, plan_from_model
 from qvggt_deploy.export.tensors import TensorStore
-from qvggt_deploy.export.trace import MARKER_DOMAIN, VGGTExport, export_view, quiet_tracer
+from qvggt_deploy.export.trace import MARKER_DOMAIN, VGGTExport, _register_symbolics, export_view, quiet_tracer
 from qvggt_deploy.lazy import lazy_import
 from qvggt_deploy.log import get_logger
 from qvggt_deploy.passes.registry import PassRunner
+
+
+class _Phases:
+    """Logs the wall time and the process's peak memory after each export phase (debug level)."""
+
+    def __init__(self):
+        self.start = self.last = time.perf_counter()
+        self.times: Dict[str, float] = {}
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.times[name] = now - self.last
+        self.last = now
+        logger.debug("export phase %-22s %6.1f s (peak RSS %.2f GB)", name, self.times[name], _peak_rss_gb())
+
+
+def _peak_rss_gb() -> float:
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
+    except ImportError:  # not on Linux: no figure
+        return float("nan")
 
 onnx = lazy_import("onnx")
 gs = lazy_import("onnx_graphsurgeon")
@@ -77,6 +103,7 @@ def trace_to_onnx(model: nn.Module, height: int, width: int, frames: int = 2):
     """Trace ``model`` at ``frames x 3 x height x width`` (frames dynamic): an opset-18 ModelProto
     with ``qvggt.Linear`` markers and no Linear weights."""
     dynamic = {INPUT_NAME: {0: FRAMES_DIM}, **{name: {1: FRAMES_DIM} for name in OUTPUT_NAMES}}
+    _register_symbolics()
     buf = io.BytesIO()
     dummy = torch.rand(frames, 3, height, width, generator=torch.Generator().manual_seed(0))
     with export_view(model, height, width), quiet_tracer(), torch.no_grad():
@@ -122,7 +149,7 @@ def _opset_imports(graph):
 
 def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, target: str = "ort",
                 frames: int = 2, float_precision: str = "fp32", ort_int8_activations: bool = False,
-                ort_int4: str = "matmulnbits", trt_plugin: bool = False,
+                ort_int4: str = "matmulnbits", trt_plugin: bool = False, conv_precision: str = "fp32",
                 external_data: str = "auto") -> ExportResult:
     """Export ``model`` (a VGGT) to ONNX for one input size and a dynamic frame count.
 
@@ -143,6 +170,8 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
             load time, following the session's ``session.qdq_matmulnbits_accuracy_level``).
             Defaults to "matmulnbits".
         trt_plugin (bool): ``--target trt``: INT4 GEMMs become W4A16 plugin nodes. Defaults to False.
+        conv_precision (str): "fp32" or "fp16": DPT conv weights rounded to and stored in fp16
+            (computed in fp32; the model is rounded in place, see :mod:`.convs`). Defaults to "fp32".
         external_data (str): "auto" (external above ~1.8 GB), "always" or "never". Defaults to "auto".
 
     Returns:
@@ -170,14 +199,19 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
         raise QvggtError(f"--height/--width {height}x{width} must be positive multiples of the patch size "
                          f"{cfg.patch_size}")
     model.eval()
+    phase = _Phases()
     if recipe is not None:
         from qvggt_deploy.quant.recipe import apply_recipe
 
         apply_recipe(model, recipe)
+        phase("apply-recipe")
+    conv_names = round_conv_weights(model, conv_precision)
     plan = plan_from_model(model, float_precision)
     logger.info("tracing %s at %dx%d (%d frames, dynamic)", cfg.name, height, width, frames)
     proto = trace_to_onnx(model, height, width, frames)
+    phase("trace")
     proto = onnx.version_converter.convert_version(proto, EXPORT_OPSET)
+    phase(f"opset-{EXPORT_OPSET}")
     estimate = _plan_bytes(plan) + proto.ByteSize()
     external = {"auto": estimate > EXTERNAL_THRESHOLD, "always": True, "never": False}[external_data]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -185,8 +219,12 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
     try:
         graph = gs.import_onnx(proto)
         del proto
-        runner = PassRunner(graph)
+        runner = PassRunner(graph, on_pass=phase)
         runner.run("fold-constants")
+        runner.run("dedupe-constants")
+        if conv_names:
+            runner.run("fp16-conv-weights", prefixes=tuple(f"model.{root}." for root in CONV_ROOTS), store=store)
+        runner.run("lower-attention", fused="ort" if target == "ort" else None)
         runner.run("lower-linears", plan=plan, target=target, store=store)
         bypass = [name for name, s in plan.items() if s.abits and s.special_bypass]
         tpf = tokens_per_frame(cfg, height, width)
@@ -213,6 +251,7 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
             "tokens_per_frame": str(tpf),
             "num_special": str(cfg.patch_start_idx),
             "float_precision": float_precision,
+            "conv_precision": conv_precision,
             "recipe_digest": recipe.digest if recipe is not None else "none",
             "recipe_method": json.dumps(recipe.method, sort_keys=True) if recipe is not None else "none",
             "passes": ",".join(applied),
@@ -229,6 +268,7 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
         model_proto.doc_string = (f"VGGT ({cfg.name}) at {height}x{width}, dynamic frames; target {target}; "
                                   f"recipe {metadata['recipe_digest']}")
         store.save(model_proto, out)
+        phase("save")
     except BaseException:
         store.close()
         raise

@@ -8,6 +8,8 @@ restored on exit, also on error):
   name) and ``out_features``. The weights are not traced at all: the exporter's lowering
   (:mod:`qvggt_deploy.export.qdq`) writes each layer once, in the precision the plan asks for, so
   the camera trunk's four iterations share one initializer per weight;
+- ``scaled_dot_product_attention`` becomes ``qvggt.Attention(q, k, v)`` (attributes
+  ``num_heads``, ``head_dim``), lowered per target by the ``lower-attention`` pass;
 - 2D RoPE uses constant per-frame cos/sin tables (positions depend only on H, W), the DINOv2
   positional table is resized once, and the DPT sin/cos embeddings are constants: nothing of
   this is recomputed in the graph, and no ``cartesian_prod``/bicubic-antialias/float64 op is traced.
@@ -21,9 +23,10 @@ from __future__ import annotations
 import contextlib
 import types
 import warnings
-from typing import Dict, Iterator, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from qvggt_deploy.errors import QvggtError
@@ -33,44 +36,137 @@ from qvggt_deploy.quant.fake import QuantLinear
 
 MARKER_DOMAIN = "qvggt"
 LINEAR_MARKER = "Linear"
+ATTENTION_MARKER = "Attention"
 
-# layer name -> module, filled while an export view is active (the marker's forward needs the
-# module, and autograd.Function arguments must be tensors, strings or numbers).
+# layer name -> module while an export view is active (custom-op arguments are tensors, strings
+# and numbers, so the op finds its module by name).
 _ACTIVE: Dict[str, nn.Module] = {}
 
 
-@contextlib.contextmanager
-def _tracing_paused() -> Iterator[None]:
-    """Compute without recording into the active trace: the marker's real output is needed for
-    the values downstream, its internals (parameter reads) must not enter the graph."""
-    state = torch._C._get_tracing_state()
-    torch._C._set_tracing_state(None)
+# The markers are torch custom ops, so the TorchScript tracer records one node per call and keeps
+# no reference to its tensors (an autograd.Function would be a PythonOp holding every input and
+# output alive: 20 GB for VGGT-1B). While exporting they return uninitialised tensors of the right
+# shape: nothing downstream depends on values (the export view has no data-dependent control
+# flow), and the trace skips the GEMMs, the attention and the convolutions, the bulk of the
+# forward's time.
+@torch.library.custom_op("qvggt::linear", mutates_args=())
+def _linear_marker(x: torch.Tensor, layer: str, out_features: int) -> torch.Tensor:
+    if torch.onnx.is_in_onnx_export():
+        return x.new_empty(*x.shape[:-1], out_features)
+    module = _ACTIVE[layer]
+    return type(module).forward(module, x)
+
+
+@_linear_marker.register_fake
+def _(x, layer, out_features):
+    return x.new_empty(*x.shape[:-1], out_features)
+
+
+@torch.library.custom_op("qvggt::attention", mutates_args=())
+def _attention_marker(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    if torch.onnx.is_in_onnx_export():
+        return q.new_empty(*q.shape[:-1], v.shape[-1])
+    return F.scaled_dot_product_attention(q, k, v)
+
+
+@_attention_marker.register_fake
+def _(q, k, v):
+    return q.new_empty(*q.shape[:-1], v.shape[-1])
+
+
+@torch.library.custom_op("qvggt::conv", mutates_args=())
+def _conv_marker(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: List[int],
+                 padding: List[int], dilation: List[int], groups: int, transposed: bool) -> torch.Tensor:
+    if torch.onnx.is_in_onnx_export():
+        return x.new_empty(_conv_shape(x, weight, stride, padding, dilation, groups, transposed))
+    fn = F.conv_transpose2d if transposed else F.conv2d
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return fn(x, weight, bias, **kwargs)
+
+
+@_conv_marker.register_fake
+def _(x, weight, bias, stride, padding, dilation, groups, transposed):
+    return x.new_empty(_conv_shape(x, weight, stride, padding, dilation, groups, transposed))
+
+
+def _conv_shape(x, weight, stride, padding, dilation, groups, transposed) -> List[int]:
+    k = weight.shape[2:]
+    if transposed:
+        spatial = [(x.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (k[i] - 1) + 1 for i in range(2)]
+        channels = weight.shape[1] * groups
+    else:
+        spatial = [(x.shape[2 + i] + 2 * padding[i] - dilation[i] * (k[i] - 1) - 1) // stride[i] + 1 for i in range(2)]
+        channels = weight.shape[0]
+    return [x.shape[0], channels, *spatial]
+
+
+def _typed_like(y, x, last: int):
     try:
-        yield
-    finally:
-        torch._C._set_tracing_state(state)
+        sizes = list(x.type().varyingSizes())
+        y.setType(x.type().with_sizes(sizes[:-1] + [int(last)]))
+    except (RuntimeError, AttributeError, TypeError):  # rank unknown: ONNX inference decides
+        pass
+    return y
 
 
-class _LinearMarker(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, layer: str, out_features: int) -> torch.Tensor:
-        module = _ACTIVE[layer]
-        with _tracing_paused(), torch.no_grad():
-            return type(module).forward(module, x)
+def _register_symbolics() -> None:
+    """TorchScript-exporter symbolics of the markers (idempotent)."""
+    from torch.onnx import register_custom_op_symbolic
+    from torch.onnx import symbolic_helper as sh
 
-    @staticmethod
-    def symbolic(g, x, layer: str, out_features: int):
-        y = g.op(f"{MARKER_DOMAIN}::{LINEAR_MARKER}", x, layer_s=layer, out_features_i=int(out_features))
-        try:
-            sizes = list(x.type().varyingSizes())
-            y.setType(x.type().with_sizes(sizes[:-1] + [int(out_features)]))
-        except (RuntimeError, AttributeError, TypeError):  # rank unknown: leave it to ONNX inference
-            pass
-        return y
+    @sh.parse_args("v", "s", "i")
+    def linear(g, x, layer, out_features):
+        return _typed_like(g.op(f"{MARKER_DOMAIN}::{LINEAR_MARKER}", x, layer_s=layer, out_features_i=out_features),
+                           x, out_features)
+
+    @sh.parse_args("v", "v", "v")
+    def attention(g, q, k, v):
+        sizes = q.type().varyingSizes()
+        if sizes is None or len(sizes) != 4 or sizes[1] is None or sizes[3] is None:
+            raise QvggtError(f"export: attention needs [B, heads, L, D] inputs with static heads and D, got {sizes}")
+        out = g.op(f"{MARKER_DOMAIN}::{ATTENTION_MARKER}", q, k, v, num_heads_i=sizes[1], head_dim_i=sizes[3])
+        return _typed_like(out, q, sizes[3])
+
+    @sh.parse_args("v", "v", "v", "is", "is", "is", "i", "b")
+    def conv(g, x, weight, bias, stride, padding, dilation, groups, transposed):
+        inputs = [x, weight] + ([] if sh._is_none(bias) else [bias])
+        kernel = weight.type().varyingSizes()[2:]
+        return g.op("ConvTranspose" if transposed else "Conv", *inputs, kernel_shape_i=kernel, strides_i=stride,
+                    pads_i=list(padding) * 2, dilations_i=dilation, group_i=groups)
+
+    for name, fn in (("qvggt::linear", linear), ("qvggt::attention", attention), ("qvggt::conv", conv)):
+        register_custom_op_symbolic(name, fn, 1)
 
 
 def _marked_forward(self, x: torch.Tensor) -> torch.Tensor:
-    return _LinearMarker.apply(x, self._qvggt_layer, int(self.out_features))
+    return torch.ops.qvggt.linear(x, self._qvggt_layer, int(self.out_features))
+
+
+def _conv_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """Conv2d/ConvTranspose2d through the conv marker: a plain Conv/ConvTranspose node in the
+    graph, no convolution computed while tracing (the DPT heads' full-resolution convs)."""
+    transposed = isinstance(self, nn.ConvTranspose2d)
+    if self.padding_mode != "zeros" or (transposed and any(self.output_padding)) or isinstance(self.padding, str):
+        return type(self).forward(self, x)
+    return torch.ops.qvggt.conv(x, self.weight, self.bias, list(self.stride), list(self.padding),
+                                list(self.dilation), int(self.groups), transposed)
+
+
+class _FunctionalWithAttentionMarker(types.ModuleType):
+    """``torch.nn.functional`` with ``scaled_dot_product_attention`` -> the attention marker
+    (installed as the attention module's ``F`` while an export view is active)."""
+
+    def __init__(self):
+        super().__init__("qvggt_export_functional")
+
+    def __getattr__(self, name):
+        return getattr(F, name)
+
+    @staticmethod
+    def scaled_dot_product_attention(q, k, v, *args, **kwargs):
+        if args or kwargs:
+            raise QvggtError("export: only plain scaled_dot_product_attention(q, k, v) is supported")
+        return torch.ops.qvggt.attention(q, k, v)
 
 
 class FixedRope(nn.Module):
@@ -104,20 +200,31 @@ class FixedRope(nn.Module):
         return torch.cat([y_part, x_part], dim=-1).reshape(shape)
 
 
-def _dpt_pos_tables(head: DPTHead, height: int, width: int, features: int) -> Dict[Tuple[int, int, int], torch.Tensor]:
-    """``ratio * pos_embed`` for every (channels, h, w) the head adds one to, for H x W input."""
+def _dpt_pos_tables(head: DPTHead, height: int, width: int, features: int):
+    """``ratio * pos_embed`` for every (channels, h, w) the head adds one to, for H x W input, as
+    two small factors: channels [0, C/2) depend on the column only, [C/2, C) on the row only, so
+    ``[1, C/2, 1, w]`` and ``[1, C/2, h, 1]`` broadcast over each half of x (a full-size constant
+    at 518x518 would add 137 MB per head to the file)."""
     ph, pw = height // head.patch_size, width // head.patch_size
     shapes = {(int(p.out_channels), ph, pw) for p in head.projects}
     shapes.add((features, height // head.down_ratio, width // head.down_ratio))
-    return {s: (0.1 * position_embedding(s[0], s[1], s[2], width / height)[None]).contiguous() for s in shapes}
+    tables = {}
+    for c, h, w in shapes:
+        pe = 0.1 * position_embedding(c, h, w, width / height)[None]
+        cols, rows = pe[:, : c // 2, :1, :].contiguous(), pe[:, c // 2:, :, :1].contiguous()
+        tables[(c, h, w)] = (cols, rows)
+    return tables
 
 
-def _fixed_pos_embed(table: Dict[Tuple[int, int, int], torch.Tensor]):
+def _fixed_pos_embed(tables):
     def add_pos_embed(self, x: torch.Tensor, W: int, H: int, ratio: float = 0.1) -> torch.Tensor:
-        key = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
-        if key not in table or ratio != 0.1:
-            raise QvggtError(f"export: no precomputed DPT position embedding for {key}")
-        return x + table[key].to(x.dtype)
+        c, h, w = int(x.shape[1]), int(x.shape[2]), int(x.shape[3])
+        if (c, h, w) not in tables or ratio != 0.1:
+            raise QvggtError(f"export: no precomputed DPT position embedding for {(c, h, w)}")
+        cols, rows = tables[(c, h, w)]
+        # Broadcast each half (no full-size table: the exporter would constant-fold one).
+        half = c // 2
+        return torch.cat([x[:, :half] + cols.to(x.dtype), x[:, half:] + rows.to(x.dtype)], dim=1)
 
     return add_pos_embed
 
@@ -151,6 +258,17 @@ def export_view(model: nn.Module, height: int, width: int) -> Iterator[nn.Module
                 undo.append(lambda m=module, n=name: (m.__dict__.pop("forward", None),
                                                       m.__dict__.pop("_qvggt_layer", None),
                                                       _ACTIVE.pop(n, None)))
+        # Convolutions -> traced without computing them.
+        for module in model.modules():
+            if type(module) in (nn.Conv2d, nn.ConvTranspose2d):
+                module.forward = types.MethodType(_conv_forward, module)
+                undo.append(lambda m=module: m.__dict__.pop("forward", None))
+        # Attention -> marker (lowered per target: fused on ORT, MatMul/Softmax/MatMul for TensorRT).
+        from qvggt_deploy.model.layers import attention as attention_module
+
+        old_f = attention_module.F
+        attention_module.F = _FunctionalWithAttentionMarker()
+        undo.append(lambda: setattr(attention_module, "F", old_f))
         # RoPE with constant tables (one module is shared by all aggregator blocks).
         head_dim = cfg.embed_dim // cfg.num_heads
         fixed = FixedRope(agg.rope, rows, cols, cfg.patch_start_idx, head_dim)

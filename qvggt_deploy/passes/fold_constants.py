@@ -19,10 +19,26 @@ onnx = lazy_import("onnx")
 logger = get_logger(__name__)
 
 
+def _weightless(model, min_bytes: int = 4096):
+    """``model`` with every initializer of at least ``min_bytes`` turned into a typed graph input:
+    shape inference needs their types, not their bytes (VGGT-1B's 0.3 GB would be serialised
+    on each round otherwise). Small constants stay: data propagation reads them."""
+    keep = []
+    for init in model.graph.initializer:
+        if init.ByteSize() >= min_bytes:
+            model.graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+        else:
+            keep.append(init)
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    return model
+
+
 def infer_shapes_in_place(graph) -> None:
     """Give every variable tensor the dtype and shape ONNX shape inference finds (with data
     propagation), keeping what is already known. Graph outputs keep their declared shapes."""
-    model = onnx.shape_inference.infer_shapes(gs.export_onnx(graph, do_type_check=False), data_prop=True)
+    model = _weightless(gs.export_onnx(graph, do_type_check=False))
+    model = onnx.shape_inference.infer_shapes(model, data_prop=True)
     infos = {vi.name: vi for vi in model.graph.value_info}
     outputs = {t.name for t in graph.outputs}
     for name, tensor in graph.tensors().items():

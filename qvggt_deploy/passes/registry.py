@@ -11,7 +11,7 @@ other user of onnx-graphsurgeon in the process).
 from __future__ import annotations
 
 import importlib
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from qvggt_deploy.errors import QvggtError
 
@@ -21,6 +21,9 @@ _PASSES: Dict[str, Callable] = {}
 _MODULES = (
     "qvggt_deploy.passes.cleanup",
     "qvggt_deploy.passes.fold_constants",
+    "qvggt_deploy.passes.lower_attention",
+    "qvggt_deploy.passes.dedupe_constants",
+    "qvggt_deploy.passes.fp16_conv_weights",
     "qvggt_deploy.passes.bypass_special_tokens",
     "qvggt_deploy.passes.int4_to_matmulnbits",
     "qvggt_deploy.passes.w4a16_plugin",
@@ -60,15 +63,23 @@ def list_passes() -> List[str]:
 
 
 class PassRunner:
-    """Runs passes by name on one graph and remembers what ran (for the metadata)."""
+    """Runs passes by name on one graph and remembers what ran (for the metadata).
 
-    def __init__(self, graph):
+    Args:
+        graph (gs.Graph): the graph.
+        on_pass (callable, optional): called with each pass name after it ran (timing, logging).
+    """
+
+    def __init__(self, graph, on_pass: Optional[Callable[[str], None]] = None):
         self.graph = graph
+        self.on_pass = on_pass
         self.applied: List[Tuple[str, Dict]] = []
 
     def run(self, name: str, **kwargs):
         self.graph = get_pass(name)(self.graph, **kwargs)
         self.applied.append((name, kwargs))
+        if self.on_pass is not None:
+            self.on_pass(name)
         return self.graph
 
     @property

@@ -68,7 +68,7 @@ def test_metadata_records_recipe_plan_and_passes(exports):
     meta = read_metadata(result.path)
     assert meta["recipe_digest"] == recipe.digest
     assert meta["target"] == "ort" and meta["ort_accuracy_level"] == "0"
-    assert meta["passes"].split(",") == ["fold-constants", "lower-linears", "int4-to-matmulnbits", "cleanup"]
+    assert meta["passes"].split(",") == ["fold-constants", "dedupe-constants", "lower-attention", "lower-linears", "int4-to-matmulnbits", "cleanup"]
     assert meta["tokens_per_frame"] == "21" and meta["height"] == str(H)
     plan = json.loads(meta["plan"])
     assert plan["aggregator.frame_blocks.0.attn.qkv"] == "w4a16"
@@ -153,3 +153,13 @@ def test_read_metadata_of_bad_files(tmp_path):
     bad.write_bytes(b"\x08\x07this is not protobuf\xff\xff")
     with pytest.raises(QvggtError, match="not a readable ONNX"):
         read_metadata(bad)
+
+
+def test_fp16_conv_weights_are_stored_half(exports):
+    result, _, _ = exports("mixed")
+    assert read_metadata(result.path)["conv_precision"] == "fp16"
+    model = onnx.load(str(result.path))
+    init = {i.name: i for i in model.graph.initializer}
+    head = [n for n in init if n.startswith("model.depth_head.") and n.endswith("weight_fp16")]
+    assert head and all(init[n].data_type == onnx.TensorProto.FLOAT16 for n in head)
+    assert init["model.aggregator.patch_embed.patch_embed.proj.weight"].data_type == onnx.TensorProto.FLOAT
