@@ -215,3 +215,33 @@ def save_checkpoint(model_or_state: Union[nn.Module, Mapping[str, torch.Tensor]]
         else:
             torch.save(state, tmp)
     return path
+
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+EMBEDDED_CHECKPOINTS = {"tiny": ASSETS / "vggt_tiny.safetensors"}
+
+
+def default_checkpoint(preset: str) -> Optional[Path]:
+    """The checkpoint shipped inside the package for ``preset``, if any."""
+    path = EMBEDDED_CHECKPOINTS.get(preset)
+    return path if path is not None and path.is_file() else None
+
+
+def load_model(preset: str, checkpoint: Optional[PathLike] = None, device="cpu",
+               allow_random: bool = True) -> nn.Module:
+    """Build ``preset`` and load weights: ``checkpoint``, else the embedded one, else random.
+
+    With a checkpoint the model is built on the meta device and the checkpoint's tensors are
+    assigned (one copy of the weights in memory), then moved to ``device``.
+    """
+    from qvggt_deploy.model.vggt import build_model
+
+    path = Path(checkpoint) if checkpoint else default_checkpoint(preset)
+    if path is None:
+        if not allow_random:
+            raise QvggtError(f"preset {preset!r} has no embedded checkpoint; pass --checkpoint")
+        logger.warning("no checkpoint for preset %s: using RANDOM weights (predictions are meaningless)", preset)
+        return build_model(preset, device=device)
+    model = build_model(preset, device="meta")
+    load_checkpoint(path, model)
+    return model.to(device)

@@ -60,6 +60,10 @@ class VGGTConfig:
     tracker_corr_radius: int = 4
     tracker_num_virtual_tracks: int = 64
     tracker_iterations: int = 4
+    # Feature maps are 1/tracker_stride of the image (DPT down_ratio); tracks are scaled back by it.
+    tracker_stride: int = 2
+    tracker_max_scale: float = 518.0  # divides the raw flow fed to the tracker transformer
+    tracker_mlp_ratio: float = 4.0
     # Which heads exist (a disabled head has no parameters).
     enable_camera: bool = True
     enable_depth: bool = True

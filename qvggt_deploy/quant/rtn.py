@@ -1,0 +1,42 @@
+"""Round-to-nearest (RTN) baseline: absmax group scales, no calibration data."""
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+from torch import nn
+
+from qvggt_deploy.quant import quantizer
+from qvggt_deploy.quant.recipe import LayerSpec, Recipe, model_fingerprint
+from qvggt_deploy.quant.targets import candidate_linears
+
+
+def new_recipe(model: nn.Module, method: dict, fingerprint: Optional[str] = None) -> Recipe:
+    """An empty recipe bound to ``model``'s preset, config and weights."""
+    cfg = model.cfg
+    return Recipe(preset=cfg.name, config=json.loads(json.dumps(cfg.to_dict())), fingerprint=fingerprint or model_fingerprint(model),
+                  method=dict(method), layers={})
+
+
+def supports_group(linear: nn.Linear, group: int) -> bool:
+    return linear.in_features % group == 0
+
+
+def rtn_recipe(model: nn.Module, precision: str = "w4a16", group: int = 128,
+               fallback: str = "fp16", fingerprint: Optional[str] = None) -> Recipe:
+    """Quantize every candidate Linear with RTN at ``precision``/``group``.
+
+    Layers whose input width is not a multiple of ``group`` (the camera head's 9-d pose
+    embedding) stay at ``fallback`` precision.
+    """
+    recipe = new_recipe(model, {"name": "rtn", "precision": precision, "group": group}, fingerprint)
+    bits = LayerSpec(precision).wbits
+    for name, linear in candidate_linears(model).items():
+        if bits is None or not supports_group(linear, group):
+            recipe.layers[name] = LayerSpec(fallback, source="rtn:fallback")
+            continue
+        w = linear.weight.detach().float()
+        scales = quantizer.compute_scales(w, bits, group)
+        q = quantizer.quantize(w, scales, bits, group)
+        recipe.set_quantized(name, LayerSpec(precision, group=group, source="rtn"), q, scales)
+    return recipe
