@@ -39,6 +39,8 @@ class Train(Command):
         parser.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="steps between resumable states")
         parser.add_argument("--snapshot-every", type=int, default=d.snapshot_every,
                             help="steps between weight snapshots")
+        parser.add_argument("--stop-after", type=int, default=None,
+                            help="stop (resumably) once this step is done; rerun without it to finish")
         parser.add_argument("--no-resume", action="store_true", help="start over even if OUT/state.pt exists")
         parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
@@ -50,5 +52,5 @@ class Train(Command):
                           warmup=args.warmup, grad_clip=args.grad_clip, seed=args.seed,
                           curriculum=args.curriculum, log_every=args.log_every, ckpt_every=args.ckpt_every,
                           snapshot_every=args.snapshot_every)
-        train(cfg, args.out, resume=not args.no_resume)
+        train(cfg, args.out, resume=not args.no_resume, stop_at=args.stop_after)
         return 0

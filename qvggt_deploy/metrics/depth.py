@@ -4,8 +4,8 @@ VGGT predicts depth up to an unknown scale, so each predicted depth map is multi
 ``median(gt) / median(pred)`` over that image's valid pixels (valid = ground-truth mask and
 gt > 0; predictions must be positive). Then, per image,
 ``AbsRel = mean(|d_pred - d_gt| / d_gt)`` and ``delta<1.25 = mean(max(d_pred/d_gt, d_gt/d_pred) < 1.25)``
-over valid pixels; a scene's value is the mean over its images (images without valid pixels are
-skipped). Float64.
+over valid pixels (delta reported in percent); a scene's value is the mean over its images (images
+without valid pixels are skipped). Float64.
 Shapes: S frames, H x W pixels.
 """
 from __future__ import annotations
@@ -15,12 +15,19 @@ from typing import Dict
 import torch
 
 
+def _median(x: torch.Tensor) -> torch.Tensor:
+    """numpy's median (mean of the two middle values for even counts; torch.median takes the lower)."""
+    k = x.numel()
+    top = torch.topk(x.flatten(), k // 2 + 1, largest=False).values[-2:]
+    return top[-1] if k % 2 else top.mean()
+
+
 def median_scale(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-image ``median(gt) / median(pred)`` over valid pixels; ``[S,H,W]`` -> ``[S]``."""
     scales = []
     for p, g, m in zip(pred, gt, mask):
         if m.any():
-            scales.append(g[m].median() / p[m].median().clamp_min(1e-12))
+            scales.append(_median(g[m]) / _median(p[m]).clamp_min(1e-12))
         else:
             scales.append(torch.tensor(1.0, dtype=pred.dtype))
     return torch.stack(scales)

@@ -6,7 +6,8 @@ LR is a pure function of the step, and every batch is a pure function of (seed, 
 
 Output folder layout:
 - ``state.pt``: resumable state (model + optimizer + step + RNG), rewritten every ``ckpt_every``.
-- ``model.safetensors``: the final weights (loads with :func:`qvggt_deploy.model.load_checkpoint`).
+- ``model.safetensors``: the final weights for the full preset (loads strictly into
+  ``build_model(preset)``; heads not trained here keep their seeded init, see :func:`full_state_dict`).
 - ``snapshots/step_XXXXXXX.safetensors``: weights every ``snapshot_every`` steps (learning curves).
 - ``log.jsonl``: one JSON object per logged step (losses, LR, seconds, frames, image size).
 - ``config.json``: the :class:`TrainConfig` of the run.
@@ -86,7 +87,19 @@ def _read_log(path: Path, upto: int):
     return [line for line in lines if json.loads(line)["step"] <= upto]
 
 
-def train(cfg: TrainConfig, out_dir, resume: bool = True,
+def full_state_dict(model: torch.nn.Module, preset: str, seed: int) -> Dict[str, torch.Tensor]:
+    """Trained weights completed to the full preset: parameters the trained model lacks (the
+    track head when trained with ``enable_track=False``) come from ``build_model(preset, seed)``."""
+    full = build_model(get_preset(preset), seed=seed)
+    missing, unexpected = full.load_state_dict(model.state_dict(), strict=False)
+    if unexpected:
+        raise QvggtError(f"trained weights have keys the {preset} preset lacks: {unexpected[:5]}")
+    if missing:
+        logger.info("%d tensors not trained (seeded init kept): %s ...", len(missing), missing[0])
+    return full.state_dict()
+
+
+def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int] = None,
           on_log: Optional[Callable[[Dict[str, float]], None]] = None) -> torch.nn.Module:
     """Train (or resume) a model into ``out_dir``; returns the trained model (train mode off).
 
@@ -95,6 +108,8 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True,
         out_dir: output folder (see module docstring).
         resume: continue from ``out_dir/state.pt`` when it exists. A state written with another
             config is refused (the error names the differing fields).
+        stop_at: stop (with a resumable state) once this step is done, e.g. to split a run into
+            time-boxed sessions; the final weights are written only when ``cfg.steps`` is reached.
         on_log: called with each logged record (for custom monitoring).
     """
     out = Path(out_dir)
@@ -126,7 +141,8 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True,
 
     model.train()
     t_start = time.perf_counter()
-    bar = progress(range(start, cfg.steps), desc="train", total=cfg.steps - start)
+    end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
+    bar = progress(range(start, end), desc="train", total=end - start)
     with open(log_path, "a") as log_file:
         for step in bar:
             phase = phase_at(curriculum, step, cfg.steps)
@@ -160,10 +176,13 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True,
             if done % cfg.snapshot_every == 0:
                 save_checkpoint(model, out / "snapshots" / f"step_{done:07d}.safetensors",
                                 metadata={"step": done, "preset": cfg.preset})
-            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            if done % cfg.ckpt_every == 0 or done == end:
                 _save_state(state_path, model, optimizer, done, cfg)
     model.eval()
-    save_checkpoint(model, out / "model.safetensors",
+    if end < cfg.steps:
+        logger.info("stopped at step %d of %d; rerun to resume", end, cfg.steps)
+        return model
+    save_checkpoint(full_state_dict(model, cfg.preset, cfg.seed), out / "model.safetensors",
                     metadata={"preset": cfg.preset, "steps": cfg.steps, "seed": cfg.seed,
                               "enable_track": cfg.enable_track, "curriculum": cfg.curriculum})
     logger.info("trained %s for %d steps -> %s", cfg.preset, cfg.steps, out / "model.safetensors")
