@@ -33,10 +33,11 @@ class Phase:
 
 
 CURRICULA: Dict[str, Tuple[Phase, ...]] = {
-    # Half resolution first (4x cheaper steps, geometry is learnt at coarse scale), then native.
+    # Half resolution first (4x cheaper steps, geometry is learnt at coarse scale), then the last
+    # 15% at native resolution to adapt the heads and position encodings.
     "default": (
-        Phase(until=0.10, size_scale=0.5, frames=(2,), batch=2, baseline=(0.15, 0.5), rotation=(2.0, 8.0)),
-        Phase(until=0.75, size_scale=0.5, frames=(2, 3, 4), batch=2),
+        Phase(until=0.08, size_scale=0.5, frames=(2,), batch=2, baseline=(0.15, 0.5), rotation=(2.0, 8.0)),
+        Phase(until=0.85, size_scale=0.5, frames=(2, 3, 4), batch=2),
         Phase(until=1.0, size_scale=1.0, frames=(2, 3, 4), batch=2),
     ),
     "native": (Phase(until=1.0, size_scale=1.0, frames=(2, 3, 4), batch=2),),
