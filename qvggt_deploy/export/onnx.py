@@ -2,8 +2,10 @@
 
 Pipeline (:func:`export_onnx`):
 
-1. apply the recipe to the model (``quant.recipe.apply_recipe``: smoothing folded, QuantLinears),
-   exactly as the PyTorch fake-quantized model does;
+1. check the recipe against the model and fold its smoothing (``quant.recipe.apply_smoothing``,
+   as ``apply_recipe`` does); the quantized layers' integers and scales come straight from the
+   recipe (:func:`.qdq.plan_from_recipe`), so the graph computes what the fake-quantized model
+   computes without building it;
 2. trace :class:`~qvggt_deploy.export.trace.VGGTExport` inside ``export_view`` with the
    TorchScript exporter at opset 18 (Linears are markers, so no weight is traced and the trace
    stays small even for VGGT-1B), then ``onnx.version_converter`` to opset 21 (blocked
@@ -35,7 +37,7 @@ from qvggt_deploy import __version__
 from qvggt_deploy.backends.io import FRAMES_DIM, INPUT_NAME, OUTPUT_NAMES
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.export.convs import CONV_ROOTS, round_conv_weights
-from qvggt_deploy.export.qdq import TARGETS, LinearLowering, plan_from_model
+from qvggt_deploy.export.qdq import TARGETS, LinearLowering, plan_from_model, plan_from_recipe
 from qvggt_deploy.export.tensors import TensorStore
 from qvggt_deploy.export.trace import MARKER_DOMAIN, VGGTExport, _register_symbolics, export_view, quiet_tracer
 from qvggt_deploy.lazy import lazy_import
@@ -154,7 +156,8 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
     """Export ``model`` (a VGGT) to ONNX for one input size and a dynamic frame count.
 
     Args:
-        model (VGGT): float model in eval mode; with ``recipe`` it is fake-quantized in place.
+        model (VGGT): float model in eval mode; with ``recipe`` its smoothing is folded in place
+            (and with ``conv_precision="fp16"`` its DPT conv weights are rounded in place).
         out (path): the ``.onnx`` file to write (its folder is created).
         height (int): input height, a multiple of 14.
         width (int): input width, a multiple of 14.
@@ -201,12 +204,13 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
     model.eval()
     phase = _Phases()
     if recipe is not None:
-        from qvggt_deploy.quant.recipe import apply_recipe
+        from qvggt_deploy.quant.recipe import apply_smoothing, check_compatible
 
-        apply_recipe(model, recipe)
-        phase("apply-recipe")
+        check_compatible(recipe, model)
+        apply_smoothing(model, recipe)
+        phase("recipe")
     conv_names = round_conv_weights(model, conv_precision)
-    plan = plan_from_model(model, float_precision)
+    plan = plan_from_recipe(model, recipe, float_precision) if recipe is not None else plan_from_model(model, float_precision)
     logger.info("tracing %s at %dx%d (%d frames, dynamic)", cfg.name, height, width, frames)
     proto = trace_to_onnx(model, height, width, frames)
     phase("trace")

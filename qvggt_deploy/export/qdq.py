@@ -21,7 +21,7 @@ Node names start with ``<layer>/`` (the activation quantizer is ``<layer>/input_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 from torch import nn
@@ -34,6 +34,7 @@ from qvggt_deploy.passes.registry import register_pass
 from qvggt_deploy.quant.config import get_precision
 from qvggt_deploy.quant.fake import QuantLinear
 from qvggt_deploy.quant.quantizer import SCALE_FLOOR, qmax
+from qvggt_deploy.quant.quantizer import unpack_int4 as quantizer_unpack_int4
 
 gs = lazy_import("onnx_graphsurgeon")
 
@@ -51,7 +52,7 @@ class LinearLowering:
     out_features: int
     weight: Optional[np.ndarray] = None  # fp32 [N, K], float precisions
     bias: Optional[np.ndarray] = None  # fp32 [N]
-    qweight: Optional[np.ndarray] = None  # int8 values [N, K]
+    qweight: Optional[Callable[[], np.ndarray]] = None  # makes int8 values [N, K] (one layer at a time)
     scales: Optional[np.ndarray] = None  # fp32 holding fp16 values [N, K/group]
     group: Optional[int] = None
     abits: Optional[int] = None
@@ -83,7 +84,7 @@ def plan_from_model(model: nn.Module, float_precision: str = "fp32") -> Dict[str
                 precision=m.precision, in_features=m.in_features, out_features=m.out_features,
                 weight=m.weight.detach().numpy() if m.bits is None else None,
                 bias=None if m.bias is None else m.bias.detach().float().numpy(),
-                qweight=None if m.qweight is None else m.qweight.detach().numpy(),
+                qweight=None if m.qweight is None else (lambda q=m.qweight: q.detach().numpy()),
                 scales=None if m.scales is None else m.scales.detach().float().numpy(),
                 group=m.group, abits=m.abits, act_granularity=m.act_granularity,
                 act_scale=m.act_scale, special_bypass=bool(m.special_bypass))
@@ -93,6 +94,44 @@ def plan_from_model(model: nn.Module, float_precision: str = "fp32") -> Dict[str
                 precision=float_precision, in_features=m.in_features, out_features=m.out_features,
                 weight=(w.half().float() if float_precision == "fp16" else w).numpy(),
                 bias=None if m.bias is None else m.bias.detach().float().numpy())
+    return plan
+
+
+def plan_from_recipe(model: nn.Module, recipe, float_precision: str = "fp32") -> Dict[str, LinearLowering]:
+    """The lowering plan of a recipe, read from the recipe's tensors (not from QuantLinears).
+
+    Equivalent to ``plan_from_model(apply_recipe(model, recipe))`` without building the
+    fake-quantized layers (VGGT-1B: 4.5 GB of dequantised fp32 weights and 1.1 GB of unpacked
+    integers the export never reads). Expects ``model`` to be the float model with the recipe's
+    smoothing already folded (``quant.recipe.apply_smoothing``); integers are unpacked one layer
+    at a time during lowering.
+    """
+    plan = plan_from_model(model, float_precision)
+    modules = dict(model.named_modules())
+    for name, spec in recipe.layers.items():
+        linear = modules.get(name)
+        if linear is None or not isinstance(linear, nn.Linear):
+            raise QvggtError(f"recipe layer {name} is not a Linear of this model")
+        bias = None if linear.bias is None else linear.bias.detach().float().numpy()
+        act = dict(abits=spec.abits, act_granularity=spec.act_granularity, act_scale=spec.act_scale,
+                   special_bypass=bool(spec.special_bypass))
+        if spec.wbits:
+            N, K = linear.out_features, linear.in_features
+            packed, scales = recipe.tensors[f"{name}.qweight"], recipe.tensors[f"{name}.scales"]
+            want = (N, K // 2) if spec.wbits == 4 else (N, K)
+            if tuple(packed.shape) != want or tuple(scales.shape) != (N, K // spec.group):
+                raise QvggtError(f"recipe layer {name}: qweight {tuple(packed.shape)} / scales {tuple(scales.shape)} "
+                                 f"do not fit the model's Linear {K}->{N} with group {spec.group}")
+            if spec.wbits == 4:
+                qfn = lambda p=packed: quantizer_unpack_int4(p).numpy()  # noqa: E731
+            else:
+                qfn = lambda p=packed: p.numpy()  # noqa: E731
+            plan[name] = LinearLowering(spec.precision, K, N, bias=bias, qweight=qfn, scales=scales.float().numpy(),
+                                        group=spec.group, **act)
+        else:
+            w = linear.weight.detach().float()
+            plan[name] = LinearLowering(spec.precision, linear.in_features, linear.out_features,
+                                        weight=(w.half().float() if spec.precision == "fp16" else w).numpy(), bias=bias, **act)
     return plan
 
 
@@ -142,9 +181,9 @@ def _dq_weight(b: _Builder, w: _Weights, layer: str, spec: LinearLowering, scale
     if spec.qweight is None or spec.scales is None:
         raise QvggtError(f"layer {layer}: {spec.precision} needs qweight and scales")
     if spec.wbits == 4:
-        qw = w.get(f"{layer}.qweight", lambda: w.store.add_int4(f"{layer}.qweight", _kn(spec.qweight)))
+        qw = w.get(f"{layer}.qweight", lambda: w.store.add_int4(f"{layer}.qweight", _kn(spec.qweight())))
     else:
-        qw = w.get(f"{layer}.qweight", lambda: w.store.add(f"{layer}.qweight", _kn(spec.qweight).astype(INT8)))
+        qw = w.get(f"{layer}.qweight", lambda: w.store.add(f"{layer}.qweight", _kn(spec.qweight()).astype(INT8)))
     suffix = "" if scale_dtype is FP32 else "_fp16"
     if g == K and spec.wbits == 8:  # per output channel (INT4 stays blocked: TensorRT's form)
         sc = w.get(f"{layer}.scales{suffix}", lambda: w.store.add(

@@ -63,6 +63,31 @@ def unpack_onnx_int4(raw: bytes, shape: Sequence[int], signed: bool = True) -> n
     return vals.reshape(shape)
 
 
+def canonical_from_onnx_int4(raw: bytes, K: int, N: int) -> np.ndarray:
+    """ONNX INT4 ``[K, N]`` (MatMul layout) raw bytes -> the canonical recipe format uint8
+    ``[N, K/2]`` (low nibble = even k, value q + 8), which is also MatMulNBits' B.
+
+    Works on nibbles: ``q + 8`` of a two's-complement nibble is the nibble XOR 8.
+    """
+    b = np.frombuffer(raw, dtype=np.uint8)
+    if b.size != (K * N + 1) // 2 or K % 2:
+        raise QvggtError(f"INT4 [{K}, {N}]: {b.size} bytes (expected {(K * N + 1) // 2}, K even)")
+    u = np.empty(b.size * 2, dtype=np.uint8)
+    np.bitwise_and(b, 0x0F, out=u[0::2])
+    np.right_shift(b, 4, out=u[1::2])
+    u ^= 8
+    nk = u[: K * N].reshape(K, N).T  # [N, K] view
+    packed = np.left_shift(nk[:, 1::2], 4)
+    packed |= nk[:, 0::2]
+    return packed
+
+
+def int4_raw(const) -> bytes:
+    """Raw bytes of an INT4 gs.Constant (inline or external), never through ``.values``."""
+    values = const._values
+    return _raw_bytes(values.tensor, getattr(values, "_qvggt_base_dir", None))
+
+
 def _raw_bytes(tensor, base_dir: Optional[Path]) -> bytes:
     """The raw little-endian bytes of a TensorProto (inline or external)."""
     if tensor.data_location == onnx.TensorProto.EXTERNAL:

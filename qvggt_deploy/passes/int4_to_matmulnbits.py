@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 
 from qvggt_deploy.errors import QvggtError
-from qvggt_deploy.export.tensors import INT4, TensorStore, constant_dtype, read_array
+from qvggt_deploy.export.tensors import INT4, TensorStore, canonical_from_onnx_int4, constant_dtype, int4_raw, read_array
 from qvggt_deploy.lazy import lazy_import
 from qvggt_deploy.log import get_logger
 from qvggt_deploy.passes.registry import register_pass
@@ -57,13 +57,12 @@ def _blocked_int4_dq(dq):
     return q, s, block
 
 
-def matmulnbits_weights(q_kn: np.ndarray, s_kn: np.ndarray, block: int):
-    """ONNX-layout INT4 ``[K, N]`` values and ``[K/block, N]`` scales -> (B uint8
+def matmulnbits_weights(q_const, s_kn: np.ndarray, block: int):
+    """An ONNX INT4 ``[K, N]`` constant and ``[K/block, N]`` scales -> (B uint8
     ``[N, K/block, block/2]``, scales ``[N * K/block]``)."""
-    K, N = q_kn.shape
-    u = (q_kn.T.astype(np.int16) + 8).astype(np.uint8)  # [N, K], q + 8
-    packed = (u[:, 0::2] | (u[:, 1::2] << 4)).reshape(N, K // block, block // 2)
-    return np.ascontiguousarray(packed), np.ascontiguousarray(s_kn.T).reshape(-1)
+    K, N = q_const.shape
+    packed = canonical_from_onnx_int4(int4_raw(q_const), K, N).reshape(N, K // block, block // 2)
+    return packed, np.ascontiguousarray(s_kn.T).reshape(-1)
 
 
 @register_pass("int4-to-matmulnbits")
@@ -102,7 +101,7 @@ def int4_to_matmulnbits(graph, *, accuracy_level: int = 0, store: Optional[Tenso
         K, N = q.shape
         key = (q.name, s.name)
         if key not in cache:
-            packed, scales = matmulnbits_weights(read_array(q), read_array(s), block)
+            packed, scales = matmulnbits_weights(q, read_array(s), block)
             cache[key] = (store.add(f"{q.name}.nbits", packed), store.add(f"{s.name}.nbits", scales.astype(s.dtype)))
         b_const, s_const = cache[key]
         out = mm.outputs[0]
