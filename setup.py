@@ -32,7 +32,8 @@ setup(
     extras_require={
         "dev": ["pytest>=8"],
         # Only where CUDA exists (Jetson / desktop GPU); tensorrt comes with JetPack.
-        "cuda": ["cuda-bindings>=12.6"],
+        # cuda-bindings 13.x needs a CUDA 13 driver; JetPack 6 ships CUDA 12.6.
+        "cuda": ["cuda-bindings>=12.6,<13"],
     },
     entry_points={"console_scripts": ["qvggt=qvggt_deploy.cli.main:main"]},
 )
