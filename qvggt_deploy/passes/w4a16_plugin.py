@@ -72,9 +72,9 @@ def w4a16_plugin(graph, *, store: Optional[TensorStore] = None):
         key = (q.name, bias.name if bias is not None else None)
         if key not in cache:
             qweight = canonical_from_onnx_int4(int4_raw(q), K, N)
-            scales = np.ascontiguousarray(read_array(s).T)
+            scales = np.array(read_array(s).T, order="C")
             spec = contract.make_plugin_node(q.name.rsplit(".", 1)[0], "x", "y", qweight, scales, group,
-                                             None if bias is None else read_array(bias))
+                                             None if bias is None else np.array(read_array(bias)))
             consts = [store.add(name, value) for name, value in spec.constants.items()]
             cache[key] = (spec, consts)
         spec, consts = cache[key]
