@@ -25,8 +25,8 @@ def test_fp16_int4_gemm_becomes_one_plugin_node(bias):
     assert len(node.inputs) == (4 if bias else 3)
     # The constants are the kernel layout of the original canonical weights, shared by both uses.
     q, s, _ = int4_weights(K, N, group)
-    qweight, scales = unrepack_from_kernel(torch.from_numpy(read_array(node.inputs[1])),
-                                           torch.from_numpy(read_array(node.inputs[2])), group)
+    qweight, scales = unrepack_from_kernel(torch.from_numpy(np.array(read_array(node.inputs[1]))),
+                                           torch.from_numpy(np.array(read_array(node.inputs[2]))), group)
     assert torch.equal(qweight, quantizer.pack_int4(torch.from_numpy(q)))
     np.testing.assert_array_equal(scales.float().numpy(), s)
     assert nodes[1].inputs[1] is node.inputs[1]
