@@ -9,8 +9,8 @@ first-order assumption, checked by the ablation's measured rows).
 
 Exact solver: a dynamic programme over units keeping only the Pareto frontier of (cost, value)
 partial plans; costs are exact integers, so nothing is rounded. Should the frontier grow past
-``max_states`` (many units with distinct costs), costs are rounded *up* to a quantum, which keeps
-every plan within budget (possibly slightly suboptimal; logged).
+``max_states`` (many units with distinct costs), it is thinned to the best plan per cost bucket
+(costs stay exact, so the budget always holds; the plan may then be slightly suboptimal; logged).
 """
 from __future__ import annotations
 
@@ -96,36 +96,35 @@ def allocate(costs: Dict[str, Dict[str, int]], values: Dict[str, Dict[str, float
     if cheapest > budget:
         raise QvggtError(f"budget {budget / MB:.3f} MB is below the smallest plan ({cheapest / MB:.3f} MB, "
                          f"every unit at its cheapest option)")
-    quantum = 1
-    while True:
-        result = _pareto_dp(units, costs, values, budget, quantum, max_states)
-        if result is not None:
-            choice, _ = result
-            cost = sum(costs[u][choice[u]] for u in units)
-            return choice, cost, sum(values[u][choice[u]] for u in units)
-        quantum *= 4
-        logger.info("mixed precision: frontier too large, rounding costs up to %d bytes", quantum)
-
-
-def _pareto_dp(units, costs, values, budget, quantum, max_states):
-    # frontier: list of (cost, value, choices) sorted by cost, values strictly decreasing
+    # frontier: (cost, value, choices) by increasing cost with strictly decreasing value; a partial
+    # plan that costs more and is not better can never complete into a better plan.
     frontier: List[Tuple[int, float, Tuple[str, ...]]] = [(0, 0.0, ())]
     for u in units:
-        expanded = []
-        for c0, v0, ch in frontier:
-            for opt, c in costs[u].items():
-                cq = c0 + -(-c // quantum) * quantum
-                if cq <= budget:
-                    expanded.append((cq, v0 + values[u][opt], ch + (opt,)))
-        expanded.sort(key=lambda t: (t[0], t[1]))
+        expanded = sorted(((c0 + c, v0 + values[u][opt], ch + (opt,))
+                           for c0, v0, ch in frontier for opt, c in costs[u].items() if c0 + c <= budget),
+                          key=lambda t: (t[0], t[1]))
         frontier = []
         for item in expanded:
             if not frontier or item[1] < frontier[-1][1]:
                 frontier.append(item)
         if len(frontier) > max_states:
-            return None
+            frontier = _thin(frontier, budget, max_states)
     best = min(frontier, key=lambda t: (t[1], t[0]))
-    return dict(zip(units, best[2])), best[0]
+    return dict(zip(units, best[2])), best[0], best[1]
+
+
+def _thin(frontier, budget: int, max_states: int):
+    """Keep the best plan per cost bucket of width budget/max_states, and the cheapest plan (so a
+    feasible completion always remains). Costs stay exact: the budget still holds."""
+    width = budget // max_states + 1
+    logger.info("mixed precision: %d partial plans, keeping the best per %d-byte bucket", len(frontier), width)
+    kept = {}
+    for item in frontier:
+        b = item[0] // width
+        if b not in kept or item[1] < kept[b][1]:
+            kept[b] = item
+    out = sorted({id(x): x for x in [frontier[0], *kept.values()]}.values(), key=lambda t: (t[0], t[1]))
+    return out
 
 
 def make_plan(model: nn.Module, units: Sequence[Unit], sensitivity: Dict[str, Dict[str, float]],

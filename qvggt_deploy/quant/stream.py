@@ -126,8 +126,11 @@ class CalibStream:
         return BlockInput(state.x, state.pos.reshape(B, S * N, 2), N, n_special, S)
 
     # ---- heads --------------------------------------------------------------------------------
-    def _tokens_list(self, state: SceneState) -> List[Optional[torch.Tensor]]:
-        return [state.outputs.get(i) for i in range(self.model.aggregator.depth)]
+    def _tokens_list(self, state: SceneState) -> List[torch.Tensor]:
+        """The aggregator's output list as the heads index it; layers no head reads are empty
+        ``[B, S, 0, 2C]`` placeholders (the DPT head slices every entry by frames)."""
+        empty = next(iter(state.outputs.values()))[:, :, :0]
+        return [state.outputs.get(i, empty) for i in range(self.model.aggregator.depth)]
 
     def _dense(self, state: SceneState) -> Dict[str, torch.Tensor]:
         m, out = self.model, {}

@@ -33,13 +33,15 @@ EPS = 1e-12
 @dataclass(frozen=True)
 class TaskSearchOptions:
     """Grid and weights. Defaults: 20 exponents, clips (1, 0.95, 0.9, 0.85), top 3 on the heads,
-    reconstruction and task weighted 1:1."""
+    reconstruction and task weighted 1:1, heads run on the first 2 calibration scenes (the heads
+    dominate the cost: a DPT head costs more than all aggregator blocks at 224 px)."""
 
     grid: int = 20
     clips: Tuple[float, ...] = (1.0, 0.95, 0.9, 0.85)
     top_m: int = 3
     w_rec: float = 1.0
     w_task: float = 1.0
+    scenes: int = 2
 
 
 @dataclass(eq=False)  # identity comparison (holds a tensor)
