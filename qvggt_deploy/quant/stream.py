@@ -54,7 +54,7 @@ class SceneState:
     pos: Optional[torch.Tensor] = None  # [B*S, N, 2] once past the ViT
     frame_out: Optional[torch.Tensor] = None  # [B, S, N, C] between frame and global block
     outputs: Dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [B, S, N, 2C]
-    dense: Optional[Dict[str, torch.Tensor]] = None  # depth/point predictions, aggregator done
+    dense: Optional[Dict[str, torch.Tensor]] = None  # depth/point predictions once the aggregator is final
 
 
 class CalibStream:
@@ -111,8 +111,6 @@ class CalibStream:
             state.outputs[layer] = torch.cat([state.frame_out, out.reshape(B, S, N, C)], dim=-1)
         state.frame_out = None
         state.x = out.reshape(B * S, N, C)
-        if p == len(self.program) - 1:
-            state.dense = self._dense(state)
 
     def block_input(self, state: SceneState, p: int) -> BlockInput:
         if p < self.vit_depth:
@@ -215,7 +213,12 @@ class CalibStream:
                 state = replace(state, outputs=dict(state.outputs))
                 for q in range(self.position, len(self.program)):
                     self._step(state, q, self.model.get_submodule(self.program[q].name))
-            results.append({**state.dense, **self._camera(state)})
+                dense = self._dense(state)
+            else:  # the aggregator is final: its dense predictions are computed once and kept
+                if state.dense is None:
+                    state.dense = self._dense(state)
+                dense = state.dense
+            results.append({**dense, **self._camera(state)})
         return results
 
 
