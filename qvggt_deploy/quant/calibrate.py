@@ -131,6 +131,8 @@ def calibrate(model: nn.Module, scenes: List[torch.Tensor], opts: CalibOptions,
                 work.save_unit(index, unit.name, _part_meta(part), part.tensors)
         _merge(recipe, part)
         stream.advance(unit)
+        logger.debug("unit %d/%d %s (%s)%s", index + 1, len(stream.units), unit.name, spec.precision,
+                     " from the work folder" if cached is not None else "")
     if plan:
         recipe.extra["plan"] = {"units": dict(plan)}
     return recipe
