@@ -76,12 +76,12 @@ def search_clip(w: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor, bits
     N, K = w.shape
     G = K // group
     x = rows.reshape(-1, G, group)
-    ratios = torch.ones(N, G)
+    ratios = torch.ones(N, G, device=w.device)
     steps = [1.0 - i / n_grid for i in range(max(1, int(max_shrink * n_grid)))]
     for start in range(0, N, channel_batch):
         wb = w[start:start + channel_batch].float()
         ref = torch.einsum("tgk,ngk->ntg", x, wb.reshape(-1, G, group))
-        best_err = torch.full((wb.shape[0], G), float("inf"))
+        best_err = torch.full((wb.shape[0], G), float("inf"), device=w.device)
         for r in steps:
             wq = quantizer.fake_quantize(wb, bits, group, clip=r).reshape(-1, G, group)
             err = ((torch.einsum("tgk,ngk->ntg", x, wq) - ref) ** 2 * weights[None, :, None]).sum(1)

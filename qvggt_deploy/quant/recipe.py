@@ -116,18 +116,19 @@ class Recipe:
         spec.validate(name)
         self.layers[name] = spec
         bits = spec.wbits
+        q = q.cpu()  # recipes live on the CPU whatever device calibrated them
         self.tensors[f"{name}.qweight"] = quantizer.pack_int4(q) if bits == 4 else q.to(torch.int8).contiguous()
-        self.tensors[f"{name}.scales"] = scales.to(torch.float16).contiguous()
+        self.tensors[f"{name}.scales"] = scales.cpu().to(torch.float16).contiguous()
 
     def set_smoothing(self, group: ScaleGroup, factors: torch.Tensor) -> None:
         if group not in self.scale_groups:
             self.scale_groups.append(group)
-        self.tensors[group.key] = factors.detach().float().contiguous()
+        self.tensors[group.key] = factors.detach().cpu().float().contiguous()
 
     def set_compensation(self, name: str, rows: torch.Tensor) -> None:
         """Store layer ``name``'s compensation rows ``[R, K]`` (in the deployed layer's input
         coordinates, i.e. after smoothing) and list the layer in ``token_filter["layers"]``."""
-        self.tensors[f"comp.{name}"] = rows.detach().float().contiguous()
+        self.tensors[f"comp.{name}"] = rows.detach().cpu().float().contiguous()
         layers = self.token_filter.setdefault("layers", [])
         if name not in layers:
             layers.append(name)
@@ -301,7 +302,7 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 @torch.no_grad()
 def fold_scale_group(model: nn.Module, group: ScaleGroup, s: torch.Tensor) -> None:
     """Fold per-input-channel factors ``s`` of one scale group into the float model."""
-    s = s.float()
+    s = s.float().to(model.get_submodule(group.layers[0]).weight.device)
     prev = model.get_submodule(group.prev)
     if group.prev_kind == "layernorm":
         prev.weight.div_(s)
@@ -368,7 +369,9 @@ def swap_layers(model: nn.Module, recipe: Recipe, names: Optional[List[str]] = N
             if q.shape != linear.weight.shape:
                 raise QvggtError(f"recipe layer {name}: weight shape {tuple(q.shape)} does not match the "
                                  f"model's {tuple(linear.weight.shape)}")
-            module = QuantLinear.from_linear(linear, spec.precision, bits, group, scales.float(), q, **act)
+            dev = linear.weight.device
+            module = QuantLinear.from_linear(linear, spec.precision, bits, group, scales.float().to(dev), q.to(dev),
+                                             **act)
         else:
             module = QuantLinear.from_linear(linear, spec.precision, **act)
         _set_module(model, name, module)

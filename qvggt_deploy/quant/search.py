@@ -187,7 +187,9 @@ def trial_error(model: nn.Module, probe: Probe, layer: str, spec: UnitSpec, s: O
     ``task`` is given: ``(error, task_loss)``); the model is restored afterwards."""
     linear = model.get_submodule(layer)
     act_scale = act_scale_for(spec, probe.rows if s is None else probe.rows / s, probe.row_weights, grid=20)
-    trial = quantize_linear(linear, spec, clip, s if s is not None else torch.ones(linear.in_features), act_scale)
+    if s is None:
+        s = torch.ones(linear.in_features, device=linear.weight.device)
+    trial = quantize_linear(linear, spec, clip, s, act_scale)
     with swapped(model, {layer: trial}):
         err = probe.error(probe.run())
         if task is None:
