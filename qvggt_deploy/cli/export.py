@@ -40,6 +40,9 @@ class Export(Command):
         parser.add_argument("--ort-int4", choices=["matmulnbits", "qdq"], default="matmulnbits",
                             help="ort: INT4 as MatMulNBits or left as QDQ (fused by ORT at load). Defaults to matmulnbits.")
         parser.add_argument("--trt-plugin", action="store_true", help="trt: INT4 GEMMs as W4A16 plugin nodes")
+        parser.add_argument("--calibration-graph", action="store_true",
+                            help="ort: float activations plus one <layer>.calib_input output per token-filtered layer "
+                                 "(special rows replaced by the recipe's compensation rows; docs/method.md)")
         parser.add_argument("--external-data", choices=["auto", "always", "never"], default="auto",
                             help="weights in one <out>.data file: auto = above ~1.8 GB. Defaults to auto.")
         parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -59,7 +62,8 @@ class Export(Command):
         result = export_onnx(model, args.out, height=args.height or size, width=args.width or size, recipe=recipe,
                              target=args.target, frames=args.frames, float_precision=args.float_precision,
                              conv_precision=args.conv_precision, ort_int8_activations=args.ort_int8_activations,
-                             ort_int4=args.ort_int4, trt_plugin=args.trt_plugin, external_data=args.external_data)
+                             ort_int4=args.ort_int4, trt_plugin=args.trt_plugin,
+                             calibration_graph=args.calibration_graph, external_data=args.external_data)
         files = f"{result.path}" + (f" + {result.data_path.name}" if result.data_path else "")
         print(f"{files}: {result.bytes / 1e6:.1f} MB, {sum(result.op_counts.values())} nodes, "
               f"recipe {result.metadata['recipe_digest']}, passes {','.join(result.passes)}, {result.seconds:.1f} s")

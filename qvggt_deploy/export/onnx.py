@@ -135,9 +135,9 @@ def _set_io(graph, height: int, width: int) -> None:
         "world_points": [1, FRAMES_DIM, height, width, 3],
         "world_points_conf": [1, FRAMES_DIM, height, width],
     }
-    if [t.name for t in graph.outputs] != list(OUTPUT_NAMES):
+    if [t.name for t in graph.outputs][: len(OUTPUT_NAMES)] != list(OUTPUT_NAMES):
         raise QvggtError(f"export: unexpected graph outputs {[t.name for t in graph.outputs]}")
-    for t in graph.outputs:
+    for t in graph.outputs[: len(OUTPUT_NAMES)]:
         t.dtype, t.shape = np.float32, shapes[t.name]
 
 
@@ -152,7 +152,7 @@ def _opset_imports(graph):
 def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, target: str = "ort",
                 frames: int = 2, float_precision: str = "fp32", ort_int8_activations: bool = False,
                 ort_int4: str = "matmulnbits", trt_plugin: bool = False, conv_precision: str = "fp32",
-                external_data: str = "auto") -> ExportResult:
+                calibration_graph: bool = False, external_data: str = "auto") -> ExportResult:
     """Export ``model`` (a VGGT) to ONNX for one input size and a dynamic frame count.
 
     Args:
@@ -175,6 +175,10 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
         trt_plugin (bool): ``--target trt``: INT4 GEMMs become W4A16 plugin nodes. Defaults to False.
         conv_precision (str): "fp32" or "fp16": DPT conv weights rounded to and stored in fp16
             (computed in fp32; the model is rounded in place, see :mod:`.convs`). Defaults to "fp32".
+        calibration_graph (bool): the calibration variant of the token rule: activations stay float
+            (no activation quantizers) and every layer of ``recipe.token_filter["layers"]`` gets an
+            extra output ``<layer>.calib_input`` (special rows replaced by ``comp.<layer>``, see
+            the ``drop-filtered-tokens`` pass). ``--target ort`` only. Defaults to False.
         external_data (str): "auto" (external above ~1.8 GB), "always" or "never". Defaults to "auto".
 
     Returns:
@@ -194,6 +198,8 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
         raise QvggtError("--ort-int8-activations/--ort-int4 apply to --target ort only")
     if target != "trt" and trt_plugin:
         raise QvggtError("--trt-plugin applies to --target trt only")
+    if calibration_graph and (target != "ort" or recipe is None):
+        raise QvggtError("--calibration-graph needs --target ort and a --recipe (its token_filter layers)")
     if external_data not in ("auto", "always", "never"):
         raise QvggtError(f"external_data must be auto, always or never, got {external_data!r}")
     if frames < 1:
@@ -211,6 +217,10 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
         phase("recipe")
     conv_names = round_conv_weights(model, conv_precision)
     plan = plan_from_recipe(model, recipe, float_precision) if recipe is not None else plan_from_model(model, float_precision)
+    if calibration_graph:  # activations are what a calibrator observes: keep them float
+        for spec in plan.values():
+            spec.abits = spec.act_granularity = spec.act_scale = None
+            spec.special_bypass = False
     logger.info("tracing %s at %dx%d (%d frames, dynamic)", cfg.name, height, width, frames)
     proto = trace_to_onnx(model, height, width, frames)
     phase("trace")
@@ -234,6 +244,10 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
         tpf = tokens_per_frame(cfg, height, width)
         if bypass:
             runner.run("bypass-special-tokens", tokens_per_frame=tpf, num_special=cfg.patch_start_idx, layers=bypass)
+        if calibration_graph:
+            comp = {name: recipe.compensation(name).numpy() for name in recipe.token_filter.get("layers", [])
+                    if recipe.compensation(name) is not None}
+            runner.run("drop-filtered-tokens", compensation=comp, tokens_per_frame=tpf, num_special=cfg.patch_start_idx)
         accuracy = 4 if ort_int8_activations else 0
         if target == "ort" and ort_int4 == "matmulnbits":
             runner.run("int4-to-matmulnbits", accuracy_level=accuracy, store=store)
@@ -259,6 +273,7 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
             "recipe_digest": recipe.digest if recipe is not None else "none",
             "recipe_method": json.dumps(recipe.method, sort_keys=True) if recipe is not None else "none",
             "passes": ",".join(applied),
+            "calibration_graph": str(bool(calibration_graph)).lower(),
             "plan": json.dumps({k: v.precision for k, v in plan.items()}),
             "tool": f"qvggt-deploy {__version__}; torch {torch.__version__} TorchScript exporter, "
                     f"opset {TRACE_OPSET} -> {EXPORT_OPSET}",

@@ -163,3 +163,35 @@ def test_fp16_conv_weights_are_stored_half(exports):
     head = [n for n in init if n.startswith("model.depth_head.") and n.endswith("weight_fp16")]
     assert head and all(init[n].data_type == onnx.TensorProto.FLOAT16 for n in head)
     assert init["model.aggregator.patch_embed.patch_embed.proj.weight"].data_type == onnx.TensorProto.FLOAT
+
+
+def test_calibration_graph_exposes_filtered_inputs(tmp_path):
+    from qvggt_deploy.quant.fake import special_token_mask
+
+    model = micro_model()
+    recipe = rtn_recipe(model, "w4a16", 32)
+    layer = "aggregator.global_blocks.1.mlp.fc1"
+    comp = torch.randn(5, 32, generator=torch.Generator().manual_seed(3))
+    recipe.set_compensation(layer, comp)
+    result = export_onnx(model, tmp_path / "calib.onnx", height=H, width=W, recipe=recipe, calibration_graph=True)
+    assert read_metadata(result.path)["calibration_graph"] == "true"
+    names = [o.name for o in onnx.load(str(result.path)).graph.output]
+    assert names == list(OUTPUT_NAMES) + [f"{layer}.calib_input"]
+    frames = 3
+    images = torch.rand(frames, 3, H, W, generator=torch.Generator().manual_seed(1))
+    *_, observed = ort_run(onnx.load(str(result.path)), {"images": images.numpy()})
+    # The same input captured from the fake-quantized model, filtered as docs/method.md says.
+    ref = micro_model()
+    from qvggt_deploy.quant.recipe import apply_recipe
+
+    apply_recipe(ref, recipe)
+    captured = {}
+    ref.get_submodule(layer).register_forward_pre_hook(lambda m, a: captured.setdefault("x", a[0]))
+    with torch.no_grad():
+        ref(images)
+    x = captured["x"]
+    keep = ~special_token_mask(x.shape[1], 21, 5)
+    expected = torch.cat([x[:, keep], comp[None, None].expand(x.shape[0], frames, 5, 32).reshape(x.shape[0], -1, 32)], 1)
+    np.testing.assert_allclose(observed, expected.numpy(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(QvggtError, match="calibration-graph"):
+        export_onnx(micro_model(), tmp_path / "x.onnx", height=H, width=W, calibration_graph=True)

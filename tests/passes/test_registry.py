@@ -5,7 +5,7 @@ from qvggt_deploy.passes import get_pass, list_passes, register_pass
 from qvggt_deploy.passes.registry import PassRunner
 from tests.onnx_util import int4_matmul_graph
 
-EXPECTED = {"cleanup", "fold-constants", "dedupe-constants", "fp16-conv-weights", "lower-attention", "lower-linears", "bypass-special-tokens", "int4-to-matmulnbits", "w4a16-plugin"}
+EXPECTED = {"cleanup", "fold-constants", "drop-filtered-tokens", "dedupe-constants", "fp16-conv-weights", "lower-attention", "lower-linears", "bypass-special-tokens", "int4-to-matmulnbits", "w4a16-plugin"}
 
 
 def test_every_pass_is_registered_and_documented():
