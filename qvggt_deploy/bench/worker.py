@@ -51,14 +51,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     start = time.perf_counter()
-    if args.backend == "ort":
+    if args.backend == "ort":  # no torch in this process: its RSS is ONNX Runtime's alone
         from qvggt_deploy.backends.onnxrt.loader import SessionFromOnnx
-        from qvggt_deploy.export.onnx import read_metadata
 
-        meta = read_metadata(args.model)
-        height, width = int(meta["height"]), int(meta["width"])
         sess = SessionFromOnnx(args.model, accuracy_level=args.accuracy_level, threads=args.threads)()
         name = sess.get_inputs()[0].name
+        height, width = sess.get_inputs()[0].shape[2:4]
         run = lambda x: sess.run(None, {name: x})  # noqa: E731
         size = model_bytes(Path(args.model))
     else:
@@ -95,6 +93,7 @@ def main(argv=None) -> int:
         "p90": float(np.percentile(times, 90)), "peak_rss_bytes": peak_rss(), "rss_after_load_bytes": rss_loaded,
         "model_bytes": size,
     }
+    result["torch_imported"] = "torch" in sys.modules
     print(json.dumps(result))
     return 0
 

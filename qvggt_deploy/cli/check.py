@@ -42,8 +42,8 @@ class Check(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_model_args(parser)
-        parser.add_argument("--recipe", default=None,
-                            help="the recipe the quantized files were exported with (needed for their reference)")
+        parser.add_argument("--recipe", action="append", default=[],
+                            help="a recipe the quantized files were exported with (repeatable; matched by digest)")
         parser.add_argument("--onnx", action="append", default=[], metavar="[NAME=]PATH",
                             help="an exported file to check (repeatable)")
         parser.add_argument("--trt", action="append", default=[], metavar="[NAME=]ENGINE",
@@ -73,11 +73,13 @@ class Check(Command):
             raise QvggtError("give at least one --onnx file to check")
         if args.scenes < 1 or args.frames < 1:
             raise QvggtError("--scenes and --frames must be at least 1")
-        recipe = None
+        recipes = {}
         if args.recipe:
             from qvggt_deploy.quant.recipe import load_recipe
 
-            recipe = load_recipe(args.recipe)
+            for path in args.recipe:
+                rec = load_recipe(path)
+                recipes[rec.digest] = rec
         metas = {name: read_metadata(path) for name, path in files}
         sizes = {(int(m["height"]), int(m["width"])) for m in metas.values()}
         if len(sizes) != 1:
@@ -92,11 +94,11 @@ class Check(Command):
             if key not in torch_runners:
                 rec = None
                 if digest != "none":
-                    if recipe is None or recipe.digest != digest:
+                    if digest not in recipes:
                         raise QvggtError(f"a file was exported with recipe {digest}; pass that recipe with --recipe "
-                                         f"(given: {recipe.digest if recipe else 'none'})")
-                    rec = recipe
-                label = "torch-fp32" if rec is None else f"torch-{rec.method.get('name', 'recipe')}"
+                                         f"(given: {', '.join(recipes) or 'none'})")
+                    rec = recipes[digest]
+                label = "torch-fp32" if rec is None else f"torch-{rec.path.name if rec.path else rec.method.get('name', 'recipe')}"
                 label += "" if conv == "fp32" else f"-conv{conv}"
                 torch_runners[key] = TorchRunner(ModelFromPreset(args.preset, args.checkpoint, rec, conv, args.threads),
                                                  name=label, height=height, width=width)

@@ -14,7 +14,7 @@ def test_check_cli_passes_and_writes_reports(exports, tmp_path, capsys):
     doc = json.loads((out / "check.json").read_text())
     assert doc["passed"] is True
     kinds = {(c["candidate"], c["reference"]): c["kind"] for c in doc["comparisons"]}
-    assert kinds[("ort-w4a16", "torch-rtn")] == "exact" and kinds[("ort-fp32", "torch-fp32")] == "exact"
+    assert kinds[("ort-w4a16", "torch-recipe")] == "exact" and kinds[("ort-fp32", "torch-fp32")] == "exact"
     assert "PASSED" in (out / "check.md").read_text()
 
 
