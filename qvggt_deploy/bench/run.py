@@ -21,6 +21,7 @@ class Variant:
     backend: str
     model: Optional[str] = None
     accuracy_level: int = 0
+    mem_arena: bool = True
     preset: Optional[str] = None
     checkpoint: Optional[str] = None
     recipe: Optional[str] = None
@@ -32,6 +33,8 @@ class Variant:
         args = ["--backend", self.backend]
         if self.backend == "ort":
             args += ["--model", str(self.model), "--accuracy-level", str(self.accuracy_level)]
+            if not self.mem_arena:
+                args.append("--no-arena")
         else:
             args += ["--preset", self.preset, "--height", str(self.height), "--width", str(self.width)]
             if self.checkpoint:

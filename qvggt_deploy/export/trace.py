@@ -174,8 +174,10 @@ class FixedRope(nn.Module):
 
     Works on frame attention ``[B*S, heads, N, D]`` and global attention ``[B, heads, S*N, D]``
     alike: tokens are viewed as ``[.., -1, N, D]`` so the per-frame table broadcasts over frames.
-    The arithmetic is the reference module's (``x * cos + rotate_half(x) * sin`` per half), so the
-    result is bit-identical.
+    ``rotate_half`` of both halves is one MatMul with a signed permutation matrix ``P`` (each output
+    is one product by +-1 plus exact zeros, so it is exact), and the y/x tables are concatenated:
+    ``x * COS + (x @ P) * SIN`` is the reference's ``x * cos + rotate_half(x) * sin`` per half,
+    bit for bit, in 5 ops instead of ~16.
     """
 
     def __init__(self, reference: nn.Module, rows: int, cols: int, num_special: int, head_dim: int):
@@ -184,20 +186,21 @@ class FixedRope(nn.Module):
         half = head_dim // 2
         cos, sin = reference.tables(half, int(pos.max()) + 1, torch.device("cpu"), torch.float32)
         self.tokens_per_frame = pos.shape[0]
-        self.rotate_half = reference.rotate_half
-        self.register_buffer("cos_y", cos[pos[:, 0]].contiguous(), persistent=False)
-        self.register_buffer("sin_y", sin[pos[:, 0]].contiguous(), persistent=False)
-        self.register_buffer("cos_x", cos[pos[:, 1]].contiguous(), persistent=False)
-        self.register_buffer("sin_x", sin[pos[:, 1]].contiguous(), persistent=False)
+        self.register_buffer("cos", torch.cat([cos[pos[:, 0]], cos[pos[:, 1]]], -1).contiguous(), persistent=False)
+        self.register_buffer("sin", torch.cat([sin[pos[:, 0]], sin[pos[:, 1]]], -1).contiguous(), persistent=False)
+        # rotate_half within each half: [a, b] -> [-b, a].
+        perm = torch.zeros(head_dim, head_dim)
+        quarter = half // 2
+        for base in (0, half):
+            for i in range(quarter):
+                perm[base + quarter + i, base + i] = -1.0  # out[base+i] = -x[base+quarter+i]
+                perm[base + i, base + quarter + i] = 1.0   # out[base+quarter+i] = x[base+i]
+        self.register_buffer("perm", perm, persistent=False)
 
     def forward(self, tokens: torch.Tensor, positions=None) -> torch.Tensor:
         shape = tokens.shape
         x = tokens.reshape(shape[0], shape[1], -1, self.tokens_per_frame, shape[3])
-        half = x.shape[-1] // 2
-        y_part, x_part = x[..., :half], x[..., half:]
-        y_part = y_part * self.cos_y + self.rotate_half(y_part) * self.sin_y
-        x_part = x_part * self.cos_x + self.rotate_half(x_part) * self.sin_x
-        return torch.cat([y_part, x_part], dim=-1).reshape(shape)
+        return (x * self.cos + torch.matmul(x, self.perm) * self.sin).reshape(shape)
 
 
 def _dpt_pos_tables(head: DPTHead, height: int, width: int, features: int):
