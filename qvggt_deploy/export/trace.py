@@ -206,15 +206,20 @@ class FixedRope(nn.Module):
 def _dpt_pos_tables(head: DPTHead, height: int, width: int, features: int):
     """``ratio * pos_embed`` for every (channels, h, w) the head adds one to, for H x W input, as
     two small factors: channels [0, C/2) depend on the column only, [C/2, C) on the row only, so
-    ``[1, C/2, 1, w]`` and ``[1, C/2, h, 1]`` broadcast over each half of x (a full-size constant
-    at 518x518 would add 137 MB per head to the file)."""
+    ``cols [1, C, 1, w]`` (zero in the second half) and ``rows [1, C, h, 1]`` (zero in the first)
+    give ``x + pe == (x + cols) + rows`` bit for bit (adding an exact zero changes nothing). A
+    full-size constant at 518x518 would add 137 MB per head to the file, and slicing x into
+    halves would add full-size temporaries at run time."""
     ph, pw = height // head.patch_size, width // head.patch_size
     shapes = {(int(p.out_channels), ph, pw) for p in head.projects}
     shapes.add((features, height // head.down_ratio, width // head.down_ratio))
     tables = {}
     for c, h, w in shapes:
         pe = 0.1 * position_embedding(c, h, w, width / height)[None]
-        cols, rows = pe[:, : c // 2, :1, :].contiguous(), pe[:, c // 2:, :, :1].contiguous()
+        cols = torch.zeros(1, c, 1, w)
+        rows = torch.zeros(1, c, h, 1)
+        cols[:, : c // 2] = pe[:, : c // 2, :1, :]
+        rows[:, c // 2:] = pe[:, c // 2:, :, :1]
         tables[(c, h, w)] = (cols, rows)
     return tables
 
@@ -225,9 +230,7 @@ def _fixed_pos_embed(tables):
         if (c, h, w) not in tables or ratio != 0.1:
             raise QvggtError(f"export: no precomputed DPT position embedding for {(c, h, w)}")
         cols, rows = tables[(c, h, w)]
-        # Broadcast each half (no full-size table: the exporter would constant-fold one).
-        half = c // 2
-        return torch.cat([x[:, :half] + cols.to(x.dtype), x[:, half:] + rows.to(x.dtype)], dim=1)
+        return (x + cols.to(x.dtype)) + rows.to(x.dtype)
 
     return add_pos_embed
 

@@ -28,6 +28,6 @@ def test_export_view_restores_the_model():
         after = model(images)
     for key in ("pose_enc", "depth", "world_points"):
         assert torch.equal(before[key], after[key])
-        assert torch.allclose(before[key], during[key], atol=1e-5)
+        assert torch.equal(before[key], during[key])  # the export view computes the same bits
     assert not any("forward" in m.__dict__ for m in model.modules())
     assert model.aggregator.frame_blocks[0].attn.rope is model.aggregator.rope
