@@ -22,6 +22,7 @@ class Variant:
     model: Optional[str] = None
     accuracy_level: int = 0
     mem_arena: bool = True
+    arena_extend: str = "power_of_two"
     preset: Optional[str] = None
     checkpoint: Optional[str] = None
     recipe: Optional[str] = None
@@ -35,6 +36,7 @@ class Variant:
             args += ["--model", str(self.model), "--accuracy-level", str(self.accuracy_level)]
             if not self.mem_arena:
                 args.append("--no-arena")
+            args += ["--arena-extend", self.arena_extend]
         else:
             args += ["--preset", self.preset, "--height", str(self.height), "--width", str(self.width)]
             if self.checkpoint:

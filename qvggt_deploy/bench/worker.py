@@ -40,6 +40,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="ort: the .onnx file")
     p.add_argument("--accuracy-level", type=int, default=0)
     p.add_argument("--no-arena", action="store_true", help="ort: disable the CPU memory arena")
+    p.add_argument("--arena-extend", default="power_of_two", choices=["power_of_two", "requested"])
     p.add_argument("--preset")
     p.add_argument("--checkpoint")
     p.add_argument("--recipe")
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
         from qvggt_deploy.backends.onnxrt.loader import SessionFromOnnx
 
         sess = SessionFromOnnx(args.model, accuracy_level=args.accuracy_level, threads=args.threads,
-                               mem_arena=not args.no_arena)()
+                               mem_arena=not args.no_arena, arena_extend=args.arena_extend)()
         name = sess.get_inputs()[0].name
         height, width = sess.get_inputs()[0].shape[2:4]
         run = lambda x: sess.run(None, {name: x})  # noqa: E731
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
         times.append(time.perf_counter() - t)
     result = {
         "backend": args.backend, "model": args.model, "recipe": args.recipe, "frames": args.frames,
-        "height": height, "width": width, "threads": args.threads, "accuracy_level": args.accuracy_level, "mem_arena": not args.no_arena,
+        "height": height, "width": width, "threads": args.threads, "accuracy_level": args.accuracy_level, "mem_arena": not args.no_arena, "arena_extend": args.arena_extend,
         "load_seconds": load_seconds, "latencies": times, "median": float(np.median(times)),
         "p90": float(np.percentile(times, 90)), "peak_rss_bytes": peak_rss(), "rss_after_load_bytes": rss_loaded,
         "model_bytes": size,

@@ -31,6 +31,9 @@ class Bench(Command):
                             help="ort: session.qdq_matmulnbits_accuracy_level for QDQ files. Defaults to 0.")
         parser.add_argument("--no-arena", action="store_true",
                             help="ort: disable ONNX Runtime's CPU memory arena (lower peak RSS, same results)")
+        parser.add_argument("--arena-extend", default="power_of_two", choices=["power_of_two", "requested"],
+                            help="ort: how the CPU arena grows (requested: less over-allocation). "
+                                 "Defaults to power_of_two (ORT's default).")
         parser.add_argument("--preset", default="tiny", help="torch: model preset. Defaults to tiny.")
         parser.add_argument("--checkpoint", default=None, help="torch: weights")
         parser.add_argument("--recipe", action="append", default=[], metavar="[NAME=]DIR",
@@ -60,7 +63,7 @@ class Bench(Command):
                 if not path.is_file():
                     raise QvggtError(f"--model {name}: file not found: {path}")
                 variants.append(Variant(name, "ort", model=str(path), accuracy_level=args.accuracy_level,
-                                        mem_arena=not args.no_arena))
+                                        mem_arena=not args.no_arena, arena_extend=args.arena_extend))
         else:
             if args.model:
                 raise QvggtError("--model is for --backend ort")
@@ -80,7 +83,8 @@ class Bench(Command):
         machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
         title = args.title or f"qvggt bench ({args.backend}, {args.frames} frames at {r0['height']}x{r0['width']})"
         notes = [f"machine: {machine}; threads: {args.threads or 'all'}; warm-up {args.warmup}, {args.runs} timed runs"
-                 + ("; ORT memory arena off" if args.backend == "ort" and args.no_arena else ""),
+                 + ("; ORT memory arena off" if args.backend == "ort" and args.no_arena else "")
+                 + (f"; ORT arena extend: {args.arena_extend}" if args.backend == "ort" else ""),
                  "each variant in a fresh process; peak RSS = ru_maxrss of that process (runtime + model + runs)",
                  f"ratios against `{r0['label']}`"]
         write_json(out, {"title": title, "machine": machine, "settings": {k: v for k, v in vars(args).items() if not k.startswith("_")},

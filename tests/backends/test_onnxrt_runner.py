@@ -69,3 +69,13 @@ def test_truncated_external_data_is_a_clear_error(exports, tmp_path):
     (tmp_path / result.data_path.name).write_bytes(result.data_path.read_bytes()[:1000])
     with pytest.raises(QvggtError, match="cannot load"):
         SessionFromOnnx(model)()
+
+
+def test_loader_options_are_validated(exports):
+    result, _, _ = exports("fp32")
+    with pytest.raises(QvggtError, match="arena_extend"):
+        SessionFromOnnx(result.path, arena_extend="doubling")
+    with pytest.raises(QvggtError, match="optimization"):
+        SessionFromOnnx(result.path, optimization="max")
+    with pytest.raises(QvggtError, match="accuracy level"):
+        SessionFromOnnx(result.path, accuracy_level=5)

@@ -18,6 +18,21 @@ OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extend
               "all": "ORT_ENABLE_ALL"}
 
 
+ARENA_EXTEND = {"power_of_two": 0, "requested": 1}  # OrtArenaCfg arena_extend_strategy values
+_REGISTERED_ARENA = []
+
+
+def _register_cpu_arena(strategy: int) -> None:
+    """Register one process-wide CPU arena allocator (ORT allows one per device per process)."""
+    if _REGISTERED_ARENA:
+        if _REGISTERED_ARENA[0] != strategy:
+            raise QvggtError("a CPU arena with another extend strategy is already registered in this process")
+        return
+    info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    ort.create_and_register_allocator(info, ort.OrtArenaCfg({"arena_extend_strategy": strategy}))
+    _REGISTERED_ARENA.append(strategy)
+
+
 class SessionFromOnnx(BaseLoader):
     """Build an ``onnxruntime.InferenceSession`` for an exported file.
 
@@ -30,12 +45,17 @@ class SessionFromOnnx(BaseLoader):
         threads (int, optional): intra-op threads. Defaults to ORT's choice (all cores).
         providers (sequence of str): execution providers. Defaults to CPU only.
         optimization (str): "disable", "basic", "extended" or "all". Defaults to "all".
-        mem_arena (bool): ORT's CPU memory arena (faster, higher peak RSS). Defaults to True.
+        mem_arena (bool): ORT's CPU memory arena. Defaults to True (without it VGGT-1B peaks
+            higher, not lower: freed blocks are not reused).
+        arena_extend (str): "power_of_two" (ORT's default: each arena extension doubles) or
+            "requested" (extend by what is asked: less over-allocation). "requested" registers a
+            process-wide CPU allocator with that setting and points the session at it.
+            Defaults to "power_of_two".
     """
 
     def __init__(self, path, *, accuracy_level: int = 0, threads: Optional[int] = None,
                  providers: Sequence[str] = ("CPUExecutionProvider",), optimization: str = "all",
-                 mem_arena: bool = True):
+                 mem_arena: bool = True, arena_extend: str = "power_of_two"):
         self.path = Path(path)
         self.accuracy_level = int(accuracy_level)
         self.threads = threads
@@ -44,6 +64,9 @@ class SessionFromOnnx(BaseLoader):
         if optimization not in OPT_LEVELS:
             raise QvggtError(f"ORT optimization level must be one of {', '.join(OPT_LEVELS)}, got {optimization!r}")
         self.optimization = optimization
+        if arena_extend not in ARENA_EXTEND:
+            raise QvggtError(f"arena_extend must be one of {', '.join(ARENA_EXTEND)}, got {arena_extend!r}")
+        self.arena_extend = arena_extend
         if self.accuracy_level not in (0, 1, 2, 3, 4):
             raise QvggtError(f"accuracy level must be 0..4, got {accuracy_level}")
 
@@ -52,6 +75,9 @@ class SessionFromOnnx(BaseLoader):
         so.add_session_config_entry(QDQ_ACCURACY_KEY, str(self.accuracy_level))
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[self.optimization])
         so.enable_cpu_mem_arena = self.mem_arena
+        if self.mem_arena and self.arena_extend == "requested":
+            _register_cpu_arena(ARENA_EXTEND["requested"])
+            so.add_session_config_entry("session.use_env_allocators", "1")
         if self.threads:
             so.intra_op_num_threads = int(self.threads)
         so.log_severity_level = 3  # errors only; ORT's warnings go through our checks instead
