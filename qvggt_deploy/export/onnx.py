@@ -103,7 +103,7 @@ def tokens_per_frame(cfg, height: int, width: int) -> int:
 
 def trace_to_onnx(model: nn.Module, height: int, width: int, frames: int = 2):
     """Trace ``model`` at ``frames x 3 x height x width`` (frames dynamic): an opset-18 ModelProto
-    with ``qvggt.Linear`` markers and no Linear weights."""
+    with ``qvggt.Linear``/``qvggt.Attention`` markers and no Linear weights."""
     dynamic = {INPUT_NAME: {0: FRAMES_DIM}, **{name: {1: FRAMES_DIM} for name in OUTPUT_NAMES}}
     _register_symbolics()
     buf = io.BytesIO()
@@ -116,10 +116,11 @@ def trace_to_onnx(model: nn.Module, height: int, width: int, frames: int = 2):
 
 
 def _plan_bytes(plan: Dict[str, LinearLowering]) -> int:
+    """Bytes the plan's Linear weights and biases will take in the file (decides external data)."""
     from qvggt_deploy.quant.config import weight_bytes
 
-    return int(sum(weight_bytes(s.out_features, s.in_features, s.precision if s.precision != "fp16" else "fp16",
-                                s.group) + 4 * s.out_features for s in plan.values()))
+    return int(sum(weight_bytes(s.out_features, s.in_features, s.precision, s.group) + 4 * s.out_features
+                   for s in plan.values()))
 
 
 def _set_io(graph, height: int, width: int) -> None:
@@ -249,9 +250,10 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
                     if recipe.compensation(name) is not None}
             runner.run("drop-filtered-tokens", compensation=comp, tokens_per_frame=tpf, num_special=cfg.patch_start_idx)
         accuracy = 4 if ort_int8_activations else 0
-        if target == "ort" and ort_int4 == "matmulnbits":
+        has_int4 = any(spec.wbits == 4 for spec in plan.values())
+        if target == "ort" and ort_int4 == "matmulnbits" and has_int4:
             runner.run("int4-to-matmulnbits", accuracy_level=accuracy, store=store)
-        if trt_plugin:
+        if trt_plugin and has_int4:
             runner.run("w4a16-plugin", store=store)
         runner.run("cleanup")
         graph, applied = runner.graph, runner.names
