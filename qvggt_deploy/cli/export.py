@@ -28,8 +28,8 @@ class Export(Command):
         parser.add_argument("--out", required=True, help="output .onnx file")
         parser.add_argument("--height", type=int, default=None, help="input height (multiple of 14). Defaults to the preset's size.")
         parser.add_argument("--width", type=int, default=None, help="input width (multiple of 14). Defaults to the preset's size.")
-        parser.add_argument("--frames", type=int, default=2,
-                            help="frames of the tracing input (the exported frame dimension is dynamic). Defaults to 2.")
+        parser.add_argument("--frames", type=int, default=1,
+                            help="frames of the tracing input (the exported frame dimension is dynamic). Defaults to 1.")
         parser.add_argument("--target", choices=["ort", "trt"], default="ort", help="graph flavour. Defaults to ort.")
         parser.add_argument("--float-precision", choices=["fp32", "fp16"], default="fp32",
                             help="precision of Linears outside the recipe. Defaults to fp32.")

@@ -101,7 +101,7 @@ def tokens_per_frame(cfg, height: int, width: int) -> int:
     return cfg.patch_start_idx + (height // cfg.patch_size) * (width // cfg.patch_size)
 
 
-def trace_to_onnx(model: nn.Module, height: int, width: int, frames: int = 2):
+def trace_to_onnx(model: nn.Module, height: int, width: int, frames: int = 1):
     """Trace ``model`` at ``frames x 3 x height x width`` (frames dynamic): an opset-18 ModelProto
     with ``qvggt.Linear``/``qvggt.Attention`` markers and no Linear weights."""
     dynamic = {INPUT_NAME: {0: FRAMES_DIM}, **{name: {1: FRAMES_DIM} for name in OUTPUT_NAMES}}
@@ -151,7 +151,7 @@ def _opset_imports(graph):
 
 
 def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, target: str = "ort",
-                frames: int = 2, float_precision: str = "fp32", ort_int8_activations: bool = False,
+                frames: int = 1, float_precision: str = "fp32", ort_int8_activations: bool = False,
                 ort_int4: str = "matmulnbits", trt_plugin: bool = False, conv_precision: str = "fp32",
                 calibration_graph: bool = False, external_data: str = "auto") -> ExportResult:
     """Export ``model`` (a VGGT) to ONNX for one input size and a dynamic frame count.
@@ -165,7 +165,8 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
         recipe (Recipe, optional): calibrated plan to fold in as QDQ. Defaults to None (float).
         target (str): "ort" (CPU, exact fp32 emulation of the fake-quantized model) or "trt"
             (strongly typed QDQ with fp16 Casts). Defaults to "ort".
-        frames (int): frames of the tracing input (the exported dim is dynamic). Defaults to 2.
+        frames (int): frames of the tracing input (the exported dim is dynamic; tested exact at 1-3
+            frames whatever the tracing count). Defaults to 1 (the cheapest trace).
         float_precision (str): precision of Linears the recipe does not list: "fp32" or "fp16".
             Defaults to "fp32".
         ort_int8_activations (bool): ``--target ort``: MatMulNBits ``accuracy_level=4`` (int8

@@ -70,6 +70,7 @@ def fold_constants(graph, *, max_rounds: int = 8, size_threshold: int = 16 << 20
         exclude_ops (sequence of str): ops never folded. Defaults to Q/DQ.
     """
     excluded = set(exclude_ops)
+    lazy_import("onnxruntime").set_default_logger_severity(3)  # its optimizer's warnings are noise here
     for round_ in range(max_rounds):
         before = len(graph.nodes)
         infer_shapes_in_place(graph)
