@@ -63,7 +63,8 @@ class Export(Command):
                              target=args.target, frames=args.frames, float_precision=args.float_precision,
                              conv_precision=args.conv_precision, ort_int8_activations=args.ort_int8_activations,
                              ort_int4=args.ort_int4, trt_plugin=args.trt_plugin,
-                             calibration_graph=args.calibration_graph, external_data=args.external_data)
+                             calibration_graph=args.calibration_graph, external_data=args.external_data,
+                             free_weights=True)  # the model was loaded for this export only
         files = f"{result.path}" + (f" + {result.data_path.name}" if result.data_path else "")
         print(f"{files}: {result.bytes / 1e6:.1f} MB, {sum(result.op_counts.values())} nodes, "
               f"recipe {result.metadata['recipe_digest']}, passes {','.join(result.passes)}, {result.seconds:.1f} s")

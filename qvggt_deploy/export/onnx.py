@@ -37,7 +37,7 @@ from qvggt_deploy import __version__
 from qvggt_deploy.backends.io import FRAMES_DIM, INPUT_NAME, OUTPUT_NAMES
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.export.convs import CONV_ROOTS, round_conv_weights
-from qvggt_deploy.export.qdq import TARGETS, LinearLowering, plan_from_model, plan_from_recipe
+from qvggt_deploy.export.qdq import TARGETS, LinearLowering, plan_from_model, plan_from_recipe, prewrite_float_weights
 from qvggt_deploy.export.tensors import TensorStore
 from qvggt_deploy.export.trace import MARKER_DOMAIN, VGGTExport, _register_symbolics, export_view, quiet_tracer
 from qvggt_deploy.lazy import lazy_import
@@ -153,7 +153,8 @@ def _opset_imports(graph):
 def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, target: str = "ort",
                 frames: int = 1, float_precision: str = "fp32", ort_int8_activations: bool = False,
                 ort_int4: str = "matmulnbits", trt_plugin: bool = False, conv_precision: str = "fp32",
-                calibration_graph: bool = False, external_data: str = "auto") -> ExportResult:
+                calibration_graph: bool = False, external_data: str = "auto",
+                free_weights: bool = False) -> ExportResult:
     """Export ``model`` (a VGGT) to ONNX for one input size and a dynamic frame count.
 
     Args:
@@ -182,6 +183,9 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
             extra output ``<layer>.calib_input`` (special rows replaced by ``comp.<layer>``, see
             the ``drop-filtered-tokens`` pass). ``--target ort`` only. Defaults to False.
         external_data (str): "auto" (external above ~1.8 GB), "always" or "never". Defaults to "auto".
+        free_weights (bool): write the float Linear weights before tracing and release every
+            Linear weight from ``model`` (the trace never reads them; VGGT-1B's peak memory drops
+            by the 4.5 GB they take). The model is unusable afterwards. Defaults to False.
 
     Returns:
         ExportResult.
@@ -223,16 +227,24 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
         for spec in plan.values():
             spec.abits = spec.act_granularity = spec.act_scale = None
             spec.special_bypass = False
-    logger.info("tracing %s at %dx%d (%d frames, dynamic)", cfg.name, height, width, frames)
-    proto = trace_to_onnx(model, height, width, frames)
-    phase("trace")
-    proto = onnx.version_converter.convert_version(proto, EXPORT_OPSET)
-    phase(f"opset-{EXPORT_OPSET}")
-    estimate = _plan_bytes(plan) + proto.ByteSize()
+    nonlinear = sum(p.numel() * p.element_size() for n, p in model.named_parameters()
+                    if not n.startswith("track_head") and n.rsplit(".", 1)[0] not in plan)
+    estimate = _plan_bytes(plan) + nonlinear
     external = {"auto": estimate > EXTERNAL_THRESHOLD, "always": True, "never": False}[external_data]
     out.parent.mkdir(parents=True, exist_ok=True)
     store = TensorStore(out, external=external)
     try:
+        constants = None
+        if free_weights:
+            constants = prewrite_float_weights(plan, store)
+            for name in plan:
+                model.get_submodule(name).weight = None
+            phase("write-float-weights")
+        logger.info("tracing %s at %dx%d (%d frames, dynamic)", cfg.name, height, width, frames)
+        proto = trace_to_onnx(model, height, width, frames)
+        phase("trace")
+        proto = onnx.version_converter.convert_version(proto, EXPORT_OPSET)
+        phase(f"opset-{EXPORT_OPSET}")
         graph = gs.import_onnx(proto)
         del proto
         runner = PassRunner(graph, on_pass=phase)
@@ -241,7 +253,7 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
         if conv_names:
             runner.run("fp16-conv-weights", prefixes=tuple(f"model.{root}." for root in CONV_ROOTS), store=store)
         runner.run("lower-attention", fused="ort" if target == "ort" else None)
-        runner.run("lower-linears", plan=plan, target=target, store=store)
+        runner.run("lower-linears", plan=plan, target=target, store=store, constants=constants)
         bypass = [name for name, s in plan.items() if s.abits and s.special_bypass]
         tpf = tokens_per_frame(cfg, height, width)
         if bypass:

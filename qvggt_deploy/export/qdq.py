@@ -135,6 +135,21 @@ def plan_from_recipe(model: nn.Module, recipe, float_precision: str = "fp32") ->
     return plan
 
 
+def prewrite_float_weights(plan: Dict[str, LinearLowering], store: TensorStore) -> Dict[str, object]:
+    """Write every float Linear weight of ``plan`` now (streamed to the store's external file when it
+    has one) and drop the plan's reference to it; returns the constants by the names
+    :func:`lower_linears` uses (``<layer>.weight`` fp32, ``<layer>.weight_fp16``), to pass back as
+    its ``constants``. Lets the exporter release the model's Linear weights before tracing."""
+    consts: Dict[str, object] = {}
+    for name, spec in plan.items():
+        if spec.weight is None or spec.precision not in ("fp32", "fp16"):
+            continue
+        key, dtype = (f"{name}.weight", FP32) if spec.precision == "fp32" else (f"{name}.weight_fp16", FP16)
+        consts[key] = store.add(key, _kn(spec.weight).astype(dtype, copy=False), stream=True)
+        spec.weight = None
+    return consts
+
+
 class _Builder:
     """Emits the nodes of one marker; names everything under ``<layer>/``."""
 
@@ -233,8 +248,8 @@ def _lower_one(node, spec: LinearLowering, w: _Weights, target: str, call: int =
 
     def float_weight(dtype):
         suffix = "" if dtype is FP32 else "_fp16"
-        stored = spec.weight if dtype is FP32 else spec.weight.astype(FP16)
-        return w.get(f"{layer}.weight{suffix}", lambda: store.add(f"{layer}.weight{suffix}", _kn(stored), stream=True))
+        return w.get(f"{layer}.weight{suffix}", lambda: store.add(
+            f"{layer}.weight{suffix}", _kn(spec.weight).astype(dtype, copy=False), stream=True))
 
     if p == "fp32":
         t = _matmul_bias(b, w, layer, spec, x, float_weight(FP32), FP32)
@@ -272,7 +287,8 @@ def _matmul_bias(b: _Builder, w: _Weights, layer: str, spec: LinearLowering, x, 
 
 
 @register_pass("lower-linears")
-def lower_linears(graph, *, plan: Dict[str, LinearLowering], target: str = "ort", store: Optional[TensorStore] = None):
+def lower_linears(graph, *, plan: Dict[str, LinearLowering], target: str = "ort", store: Optional[TensorStore] = None,
+                  constants: Optional[Dict[str, object]] = None):
     """Replace every ``qvggt.Linear`` marker by the ops of its layer's precision (table above).
 
     Preconditions: markers come from :func:`qvggt_deploy.export.trace.export_view`; every
@@ -285,6 +301,8 @@ def lower_linears(graph, *, plan: Dict[str, LinearLowering], target: str = "ort"
         target (str): "ort" (exact fp32 emulation) or "trt" (fp16 compute, strongly typed).
             Defaults to "ort".
         store (TensorStore): where weight bytes go. Defaults to an in-memory store.
+        constants (dict, optional): constants made beforehand by name (see
+            :func:`prewrite_float_weights`). Defaults to None.
 
     Returns:
         the graph.
@@ -292,6 +310,7 @@ def lower_linears(graph, *, plan: Dict[str, LinearLowering], target: str = "ort"
     if target not in TARGETS:
         raise QvggtError(f"unknown export target {target!r}; choose one of {', '.join(TARGETS)}")
     weights = _Weights(store or TensorStore())
+    weights.cache.update(constants or {})
     markers = [n for n in graph.nodes if n.op == LINEAR_MARKER and n.domain == MARKER_DOMAIN]
     calls: Dict[str, int] = {}
     for node in markers:

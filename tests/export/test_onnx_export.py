@@ -195,3 +195,16 @@ def test_calibration_graph_exposes_filtered_inputs(tmp_path):
     np.testing.assert_allclose(observed, expected.numpy(), rtol=1e-5, atol=1e-5)
     with pytest.raises(QvggtError, match="calibration-graph"):
         export_onnx(micro_model(), tmp_path / "x.onnx", height=H, width=W, calibration_graph=True)
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_free_weights_gives_the_same_graph(exports, tmp_path, images, quantized):
+    name = "w4a16" if quantized else "fp32"
+    result, _, recipe = exports(name)
+    model = micro_model()
+    freed = export_onnx(model, tmp_path / "freed.onnx", height=H, width=W, recipe=recipe, free_weights=True)
+    assert model.aggregator.frame_blocks[0].attn.qkv.weight is None
+    a = ort_run(onnx.load(str(result.path)), {"images": images.numpy()})
+    b = ort_run(onnx.load(str(freed.path)), {"images": images.numpy()})
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
