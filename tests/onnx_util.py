@@ -12,7 +12,10 @@ def ort_run(model_or_graph, feeds, accuracy_level: int = 0):
     model = gs.export_onnx(model_or_graph) if isinstance(model_or_graph, gs.Graph) else model_or_graph
     so = ort.SessionOptions()
     so.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(accuracy_level))
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    from qvggt_deploy.backends.onnxrt.loader import DISABLED_OPTIMIZERS
+
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(DISABLED_OPTIMIZERS))
     return sess.run(None, feeds)
 
 

@@ -18,6 +18,11 @@ OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extend
               "all": "ORT_ENABLE_ALL"}
 
 
+# ONNX Runtime 1.32's QDQS8ToU8Transformer rewrites an int8 activation QuantizeLinear feeding a
+# MatMul with blocked INT8 weights into a node whose output_dtype (INT8) contradicts its new uint8
+# zero point, and the session fails to load ("gemm_input_reshape_arg_q ... does not match
+# y_zero_point type UINT8"). With it disabled the graph runs, exactly.
+DISABLED_OPTIMIZERS = ("QDQS8ToU8Transformer",)
 ARENA_EXTEND = {"power_of_two": 0, "requested": 1}  # OrtArenaCfg arena_extend_strategy values
 _REGISTERED_ARENA = []
 
@@ -51,11 +56,14 @@ class SessionFromOnnx(BaseLoader):
             "requested" (extend by what is asked: less over-allocation). "requested" registers a
             process-wide CPU allocator with that setting and points the session at it.
             Defaults to "power_of_two".
+        disabled_optimizers (sequence of str): ORT graph transformers to skip. Defaults to
+            :data:`DISABLED_OPTIMIZERS` (works around an ORT bug, see there).
     """
 
     def __init__(self, path, *, accuracy_level: int = 0, threads: Optional[int] = None,
                  providers: Sequence[str] = ("CPUExecutionProvider",), optimization: str = "all",
-                 mem_arena: bool = True, arena_extend: str = "power_of_two"):
+                 mem_arena: bool = True, arena_extend: str = "power_of_two",
+                 disabled_optimizers: Sequence[str] = DISABLED_OPTIMIZERS):
         self.path = Path(path)
         self.accuracy_level = int(accuracy_level)
         self.threads = threads
@@ -67,6 +75,7 @@ class SessionFromOnnx(BaseLoader):
         if arena_extend not in ARENA_EXTEND:
             raise QvggtError(f"arena_extend must be one of {', '.join(ARENA_EXTEND)}, got {arena_extend!r}")
         self.arena_extend = arena_extend
+        self.disabled_optimizers = list(disabled_optimizers)
         if self.accuracy_level not in (0, 1, 2, 3, 4):
             raise QvggtError(f"accuracy level must be 0..4, got {accuracy_level}")
 
@@ -87,6 +96,7 @@ class SessionFromOnnx(BaseLoader):
         if not self.path.is_file():
             raise QvggtError(f"ONNX file not found: {self.path}")
         try:
-            return ort.InferenceSession(str(self.path), self.options(), providers=self.providers)
+            return ort.InferenceSession(str(self.path), self.options(), providers=self.providers,
+                                        disabled_optimizers=self.disabled_optimizers or None)
         except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
             raise QvggtError(f"{self.path}: ONNX Runtime cannot load it ({str(exc).strip().splitlines()[0][:300]})") from exc
