@@ -7,7 +7,9 @@ Random weights (seed 0; the official checkpoint is not needed to measure cost), 
 2. exports with ``qvggt export``: FP32; W4A16 exact (MatMulNBits accuracy level 0, DPT conv
    weights stored fp16); W4A16 with int8 activations (level 4); all with one external .data file;
 3. ``qvggt lint`` on the three files;
-4. ``qvggt bench``: warm-up, median/p90 over N runs, peak RSS, bytes, side by side;
+4. ``qvggt bench --interleave``: peak RSS from one fresh process per variant; latencies timed
+   round-robin in one process (warm-up, median/p90 over N runs), so that every variant sees the
+   same load on a machine shared with other jobs;
 5. accuracy of each quantized file against the FP32 file on one random input.
 
 Writes ``benchmarks/results/vggt1b_ort.{json,md}`` plus the bench table/chart. Heavy for a
@@ -64,7 +66,8 @@ json.dump(results, open(out_json, "w"), indent=2)
 def run(cmd, label: str, log) -> dict:
     """Run ``cmd``; wall time and this child's own peak RSS (os.wait4)."""
     start = time.perf_counter()
-    print(f"[{time.strftime('%H:%M:%S')}] {label}: {' '.join(map(str, cmd))}", flush=True)
+    shown = [str(c) if "\n" not in str(c) else "<script>" for c in cmd]
+    print(f"[{time.strftime('%H:%M:%S')}] {label}: {' '.join(shown)}", flush=True)
     proc = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "QVGGT_NO_PROGRESS": "1", "PYTHONPATH": str(ROOT)})
     _, status, usage = os.wait4(proc.pid, 0)
@@ -117,7 +120,7 @@ def main() -> int:
         bench_json = out / "vggt1b_ort_bench.json"
         steps.append(run([*qvggt, "bench", "--backend", "ort", *[f"--model={k}={v}" for k, v in files.items()],
                           "--frames", str(args.frames), "--warmup", str(args.warmup), "--runs", str(args.runs),
-                          "--threads", str(args.threads), "--json", bench_json,
+                          "--threads", str(args.threads), "--interleave", "--json", bench_json,
                           "--title", f"VGGT-1B (random weights), ONNX Runtime CPU, {args.frames} frames at "
                                      f"{args.size}x{args.size}"], "bench", log))
         acc_json = work / "accuracy.json"
@@ -149,7 +152,8 @@ def main() -> int:
     lines = [f"# VGGT-1B on ONNX Runtime (CPU), {args.frames} frames at {args.size}x{args.size}", "",
              f"Random weights (seed 0). `benchmarks/vggt1b_ort.py`, wall time {wall / 60:.1f} min on "
              f"{os.cpu_count()} cores shared with other jobs; {args.threads} ORT threads, warm-up {args.warmup}, "
-             f"{args.runs} timed runs, each variant in a fresh process.", "", "## Steps", "",
+             f"{args.runs} timed runs per variant, interleaved in one process (peak RSS: one fresh process per "
+             f"variant).", "", "## Steps", "",
              "| step | seconds | peak RSS (GB) |", "|---|---|---|"]
     lines += [f"| {s['step']} | {s['seconds']} | {s['peak_rss_bytes'] / 1e9:.2f} |" for s in steps]
     table = [l for l in (out / "vggt1b_ort_bench.md").read_text().splitlines() if l.startswith("|")]

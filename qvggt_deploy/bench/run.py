@@ -80,3 +80,29 @@ def with_ratios(results: List[Dict[str, Any]], baseline: int = 0) -> List[Dict[s
         r["rss_ratio"] = r["peak_rss_bytes"] / base["peak_rss_bytes"]
         r["size_ratio"] = (r["model_bytes"] / base["model_bytes"]) if r.get("model_bytes") and base.get("model_bytes") else None
     return results
+
+
+def measure_interleaved(variants: List[Variant], frames: int, warmup: int, runs: int,
+                        threads: Optional[int] = None, timeout: float = 7200.0) -> Dict[str, Dict[str, Any]]:
+    """Latencies of ORT variants timed round-robin in one process (label -> latencies, median,
+    p90). On a machine shared with other jobs this keeps the variants' latency *ratios* fair: every
+    variant sees the same load, run after run."""
+    if any(v.backend != "ort" for v in variants):
+        raise QvggtError("interleaved timing is for ort variants")
+    cmd = [sys.executable, "-m", "qvggt_deploy.bench.worker", "--backend", "ort", "--interleave",
+           *[str(v.model) for v in variants], "--frames", str(frames), "--warmup", str(warmup), "--runs", str(runs),
+           "--accuracy-level", str(variants[0].accuracy_level), "--arena-extend", variants[0].arena_extend]
+    if not variants[0].mem_arena:
+        cmd.append("--no-arena")
+    if threads:
+        cmd += ["--threads", str(threads)]
+    logger.info("bench (interleaved): %s", ", ".join(v.label for v in variants))
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise QvggtError(f"interleaved bench: no result within {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise QvggtError(f"interleaved bench failed (exit {proc.returncode}): {' | '.join(tail)}")
+    by_path = json.loads(proc.stdout.strip().splitlines()[-1])["interleaved"]
+    return {v.label: by_path[str(v.model)] for v in variants}

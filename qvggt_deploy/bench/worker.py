@@ -38,6 +38,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m qvggt_deploy.bench.worker")
     p.add_argument("--backend", choices=["ort", "torch"], required=True)
     p.add_argument("--model", help="ort: the .onnx file")
+    p.add_argument("--interleave", nargs="+", default=None, metavar="FILE",
+                   help="ort: load every FILE and alternate their timed runs (fair latency ratios on a shared "
+                        "machine; peak RSS is then the sum and not reported per file)")
     p.add_argument("--accuracy-level", type=int, default=0)
     p.add_argument("--no-arena", action="store_true", help="ort: disable the CPU memory arena")
     p.add_argument("--arena-extend", default="power_of_two", choices=["power_of_two", "requested"])
@@ -52,6 +55,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int)
     args = p.parse_args(argv)
 
+    if args.interleave:
+        return interleaved(args)
     start = time.perf_counter()
     if args.backend == "ort":  # no torch in this process: its RSS is ONNX Runtime's alone
         from qvggt_deploy.backends.onnxrt.loader import SessionFromOnnx
@@ -98,6 +103,32 @@ def main(argv=None) -> int:
     }
     result["torch_imported"] = "torch" in sys.modules
     print(json.dumps(result))
+    return 0
+
+
+def interleaved(args) -> int:
+    """Round-robin timing of several ORT files in one process: run r of every file, then run r+1..."""
+    from qvggt_deploy.backends.onnxrt.loader import SessionFromOnnx
+
+    sessions = []
+    for path in args.interleave:
+        sess = SessionFromOnnx(path, accuracy_level=args.accuracy_level, threads=args.threads,
+                               mem_arena=not args.no_arena, arena_extend=args.arena_extend)()
+        inp = sess.get_inputs()[0]
+        sessions.append((path, sess, inp.name, inp.shape[2:4]))
+    height, width = sessions[0][3]
+    images = np.random.default_rng(0).random((args.frames, 3, height, width), dtype=np.float32)
+    for _, sess, name, _ in sessions:
+        for _ in range(args.warmup):
+            sess.run(None, {name: images})
+    times = {path: [] for path, *_ in sessions}
+    for _ in range(args.runs):
+        for path, sess, name, _ in sessions:
+            t = time.perf_counter()
+            sess.run(None, {name: images})
+            times[path].append(time.perf_counter() - t)
+    print(json.dumps({"interleaved": {path: {"latencies": v, "median": float(np.median(v)),
+                                             "p90": float(np.percentile(v, 90))} for path, v in times.items()}}))
     return 0
 
 

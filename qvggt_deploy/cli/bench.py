@@ -34,6 +34,9 @@ class Bench(Command):
         parser.add_argument("--arena-extend", default="power_of_two", choices=["power_of_two", "requested"],
                             help="ort: how the CPU arena grows (requested: less over-allocation). "
                                  "Defaults to power_of_two (ORT's default).")
+        parser.add_argument("--interleave", action="store_true",
+                            help="ort: time the variants round-robin in one process (fair ratios on a busy machine); "
+                                 "peak RSS still comes from one fresh process per variant (1 run each)")
         parser.add_argument("--preset", default="tiny", help="torch: model preset. Defaults to tiny.")
         parser.add_argument("--checkpoint", default=None, help="torch: weights")
         parser.add_argument("--recipe", action="append", default=[], metavar="[NAME=]DIR",
@@ -77,7 +80,18 @@ class Bench(Command):
                                         recipe=str(path), height=h, width=w))
         if not variants:
             raise QvggtError("nothing to benchmark: pass --model (ort) or use --backend torch")
-        results = with_ratios([measure(v, args.frames, args.warmup, args.runs, args.threads) for v in variants])
+        if args.interleave and args.backend == "ort":
+            from qvggt_deploy.bench.run import measure_interleaved
+
+            results = [measure(v, args.frames, 0, 1, args.threads) for v in variants]  # RSS, load, size
+            timing = measure_interleaved(variants, args.frames, args.warmup, args.runs, args.threads)
+            for r in results:
+                r["rss_run_latency"] = r["median"]
+                r.update(timing[r["label"]])
+                r["timing"] = "interleaved"
+        else:
+            results = [measure(v, args.frames, args.warmup, args.runs, args.threads) for v in variants]
+        results = with_ratios(results)
         out = Path(args.json)
         r0 = results[0]
         machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
@@ -85,7 +99,9 @@ class Bench(Command):
         notes = [f"machine: {machine}; threads: {args.threads or 'all'}; warm-up {args.warmup}, {args.runs} timed runs"
                  + ("; ORT memory arena off" if args.backend == "ort" and args.no_arena else "")
                  + (f"; ORT arena extend: {args.arena_extend}" if args.backend == "ort" else ""),
-                 "each variant in a fresh process; peak RSS = ru_maxrss of that process (runtime + model + runs)",
+                 "peak RSS = ru_maxrss of a fresh process per variant (runtime + model + runs)"
+                 + ("; latencies timed round-robin in one process (each variant under the same machine load)"
+                    if args.interleave else "; each variant timed in its own process"),
                  f"ratios against `{r0['label']}`"]
         write_json(out, {"title": title, "machine": machine, "settings": {k: v for k, v in vars(args).items() if not k.startswith("_")},
                          "results": results})

@@ -30,3 +30,13 @@ def test_bench_errors(tmp_path, caplog):
     bad.write_bytes(b"not onnx")
     with pytest.raises(QvggtError, match="failed"):
         measure(Variant("bad", "ort", model=str(bad)), frames=1, warmup=0, runs=1)
+
+
+def test_bench_interleaved(exports, tmp_path):
+    fp32, _, _ = exports("fp32")
+    w4, _, _ = exports("w4a16")
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--backend", "ort", "--model", f"fp32={fp32.path}", "--model", f"w4a16={w4.path}",
+                 "--frames", "1", "--warmup", "0", "--runs", "2", "--threads", "1", "--interleave", "--json", str(out)]) == 0
+    fp, q = json.loads(out.read_text())["results"]
+    assert fp["timing"] == "interleaved" and len(q["latencies"]) == 2 and q["peak_rss_bytes"] > 0
