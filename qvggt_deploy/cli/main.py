@@ -21,6 +21,7 @@ REGISTRY = {
     "infer": "qvggt_deploy.cli.infer:Infer",
     "eval": "qvggt_deploy.cli.evaluate:Evaluate",
     "train": "qvggt_deploy.cli.train:Train",
+    "scenes": "qvggt_deploy.cli.scenes:Scenes",
     "sensitivity": "qvggt_deploy.cli.sensitivity:Sensitivity",
     "calibrate": "qvggt_deploy.cli.calibrate:Calibrate",
     "ablate": "qvggt_deploy.cli.ablate:Ablate",

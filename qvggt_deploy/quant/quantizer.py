@@ -38,15 +38,24 @@ def _check(w: torch.Tensor, bits: int, group: int) -> None:
         raise QvggtError(f"group size {group} does not divide the input dimension {w.shape[1]}")
 
 
-def compute_scales(w: torch.Tensor, bits: int, group: int, clip: float = 1.0) -> torch.Tensor:
+def compute_scales(w: torch.Tensor, bits: int, group: int, clip=1.0) -> torch.Tensor:
     """Symmetric group scales ``[N, K/group]`` (fp32 tensor holding fp16-representable values).
 
-    ``clip`` (0, 1] shrinks the range (clipping search); values beyond it saturate.
+    ``clip`` in (0, 1] shrinks the range (clipping search); values beyond it saturate. A float
+    applies to the whole layer; a tensor ``[N, K/group]`` gives one ratio per group (AWQ's
+    clip search).
     """
     _check(w, bits, group)
-    if not 0.0 < clip <= 1.0:
-        raise QvggtError(f"clip ratio must be in (0, 1], got {clip}")
     N, K = w.shape
+    if torch.is_tensor(clip):
+        if clip.shape != (N, K // group):
+            raise QvggtError(f"clip ratios of shape {tuple(clip.shape)} do not match weight "
+                             f"{tuple(w.shape)} with group {group}")
+        if clip.numel() and not bool(((clip > 0) & (clip <= 1)).all()):
+            raise QvggtError("clip ratios must be in (0, 1]")
+        clip = clip.detach().float()
+    elif not 0.0 < clip <= 1.0:
+        raise QvggtError(f"clip ratio must be in (0, 1], got {clip}")
     absmax = w.detach().float().reshape(N, K // group, group).abs().amax(dim=-1)
     scales = (absmax * clip / qmax(bits)).to(torch.float16).float()
     return scales.clamp_min(SCALE_FLOOR)
@@ -69,7 +78,7 @@ def dequantize(q: torch.Tensor, scales: torch.Tensor, group: int) -> torch.Tenso
     return q.float() * scales.float().repeat_interleave(group, dim=1)
 
 
-def fake_quantize(w: torch.Tensor, bits: int, group: int, clip: float = 1.0) -> torch.Tensor:
+def fake_quantize(w: torch.Tensor, bits: int, group: int, clip=1.0) -> torch.Tensor:
     """Quantize-dequantize ``w`` (same dtype as ``w``): what the deployed weight will be."""
     scales = compute_scales(w, bits, group, clip)
     return dequantize(quantize(w, scales, bits, group), scales, group).to(w.dtype)

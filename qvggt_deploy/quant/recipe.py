@@ -6,7 +6,12 @@ Layout::
       recipe.json          format, version, model (preset, config, fingerprint), method options,
                            per-layer specs, scale groups, token filtering, weights digest
       weights.safetensors  <layer>.qweight (INT4 packed uint8 [N, K/2] | INT8 int8 [N, K]),
-                           <layer>.scales (fp16 [N, K/group]), smooth.<prev>[.rowsA_B] (fp32 [K])
+                           <layer>.scales (fp16 [N, K/group]), smooth.<prev>[.rowsA_B] (fp32 [K]),
+                           comp.<layer> (fp32 [R, K]: compensation rows of the token rule,
+                           docs/method.md; listed in token_filter["layers"])
+
+``extra`` holds what explains the recipe but is not needed to apply it: ``plan`` (unit ->
+precision, budget, weight bytes), ``search`` (per-layer chosen exponent/clip and losses).
 
 Applying a recipe (:func:`apply_recipe`) to the float model it was made for: (1) fold every
 smoothing factor (the float function is unchanged up to rounding), (2) swap each listed Linear for
@@ -111,15 +116,28 @@ class Recipe:
         spec.validate(name)
         self.layers[name] = spec
         bits = spec.wbits
+        q = q.cpu()  # recipes live on the CPU whatever device calibrated them
         self.tensors[f"{name}.qweight"] = quantizer.pack_int4(q) if bits == 4 else q.to(torch.int8).contiguous()
-        self.tensors[f"{name}.scales"] = scales.to(torch.float16).contiguous()
+        self.tensors[f"{name}.scales"] = scales.cpu().to(torch.float16).contiguous()
 
     def set_smoothing(self, group: ScaleGroup, factors: torch.Tensor) -> None:
         if group not in self.scale_groups:
             self.scale_groups.append(group)
-        self.tensors[group.key] = factors.detach().float().contiguous()
+        self.tensors[group.key] = factors.detach().cpu().float().contiguous()
+
+    def set_compensation(self, name: str, rows: torch.Tensor) -> None:
+        """Store layer ``name``'s compensation rows ``[R, K]`` (in the deployed layer's input
+        coordinates, i.e. after smoothing) and list the layer in ``token_filter["layers"]``."""
+        self.tensors[f"comp.{name}"] = rows.detach().cpu().float().contiguous()
+        layers = self.token_filter.setdefault("layers", [])
+        if name not in layers:
+            layers.append(name)
 
     # ---- reading ------------------------------------------------------------------------------
+    def compensation(self, name: str) -> Optional[torch.Tensor]:
+        """Compensation rows ``[R, K]`` of layer ``name`` (fp32), or None if it has none."""
+        return self.tensors.get(f"comp.{name}")
+
     def quantized_weight(self, name: str) -> Tuple[torch.Tensor, torch.Tensor, int, int]:
         """(q int8 ``[N, K]`` unpacked, scales fp16 ``[N, K/g]``, bits, group) of a quantized layer."""
         spec = self.layers[name]
@@ -229,10 +247,33 @@ def load_recipe(path) -> Recipe:
             for suffix in ("qweight", "scales"):
                 if f"{name}.{suffix}" not in tensors:
                     raise QvggtError(f"{weights_path}: missing tensor {name}.{suffix}")
+    for name, spec in layers.items():
+        if spec.wbits:
+            _check_weight_tensors(weights_path, name, spec, tensors)
     for g in groups:
         if g.key not in tensors:
             raise QvggtError(f"{weights_path}: missing smoothing factors {g.key}")
+    for name in recipe.token_filter.get("layers", []):
+        comp = tensors.get(f"comp.{name}")
+        if comp is None:
+            raise QvggtError(f"{weights_path}: missing compensation rows comp.{name} "
+                             f"(listed in token_filter.layers)")
+        if comp.dim() != 2:
+            raise QvggtError(f"{weights_path}: comp.{name} must be [R, K], got {tuple(comp.shape)}")
     return recipe
+
+
+def _check_weight_tensors(path: Path, name: str, spec: LayerSpec, tensors: Dict[str, torch.Tensor]) -> None:
+    """Dtypes and shapes of a quantized layer's tensors agree with each other and the spec."""
+    q, scales = tensors[f"{name}.qweight"], tensors[f"{name}.scales"]
+    want = torch.uint8 if spec.wbits == 4 else torch.int8
+    if q.dtype != want or scales.dtype != torch.float16 or q.dim() != 2 or scales.dim() != 2:
+        raise QvggtError(f"{path}: {name}: expected qweight {want} and fp16 scales, 2-D, got "
+                         f"{q.dtype} {tuple(q.shape)} and {scales.dtype} {tuple(scales.shape)}")
+    k = q.shape[1] * (2 if spec.wbits == 4 else 1)
+    if scales.shape[0] != q.shape[0] or scales.shape[1] * spec.group != k:
+        raise QvggtError(f"{path}: {name}: scales {tuple(scales.shape)} do not fit qweight "
+                         f"{tuple(q.shape)} with group {spec.group}")
 
 
 def check_compatible(recipe: Recipe, model: nn.Module, check_weights: bool = True) -> None:
@@ -261,7 +302,7 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 @torch.no_grad()
 def fold_scale_group(model: nn.Module, group: ScaleGroup, s: torch.Tensor) -> None:
     """Fold per-input-channel factors ``s`` of one scale group into the float model."""
-    s = s.float()
+    s = s.float().to(model.get_submodule(group.layers[0]).weight.device)
     prev = model.get_submodule(group.prev)
     if group.prev_kind == "layernorm":
         prev.weight.div_(s)
@@ -304,7 +345,17 @@ def apply_recipe(model: nn.Module, recipe: Recipe, check: bool = True) -> nn.Mod
     if check:
         check_compatible(recipe, model)
     apply_smoothing(model, recipe)
-    for name, spec in recipe.layers.items():
+    swap_layers(model, recipe)
+    install_token_layout_hook(model)
+    return model.eval()
+
+
+def swap_layers(model: nn.Module, recipe: Recipe, names: Optional[List[str]] = None) -> nn.Module:
+    """Replace the recipe's Linears (``names``, default all) by :class:`QuantLinear` holding the
+    stored integers; smoothing must already be folded (calibration folds as it goes, then calls
+    this, so a fresh and a resumed calibration build the same modules)."""
+    for name in recipe.layers if names is None else names:
+        spec = recipe.layers[name]
         try:
             linear = model.get_submodule(name)
         except AttributeError:
@@ -318,12 +369,13 @@ def apply_recipe(model: nn.Module, recipe: Recipe, check: bool = True) -> nn.Mod
             if q.shape != linear.weight.shape:
                 raise QvggtError(f"recipe layer {name}: weight shape {tuple(q.shape)} does not match the "
                                  f"model's {tuple(linear.weight.shape)}")
-            module = QuantLinear.from_linear(linear, spec.precision, bits, group, scales.float(), q, **act)
+            dev = linear.weight.device
+            module = QuantLinear.from_linear(linear, spec.precision, bits, group, scales.float().to(dev), q.to(dev),
+                                             **act)
         else:
             module = QuantLinear.from_linear(linear, spec.precision, **act)
         _set_module(model, name, module)
-    install_token_layout_hook(model)
-    return model.eval()
+    return model
 
 
 def install_token_layout_hook(model: nn.Module) -> None:
@@ -332,15 +384,15 @@ def install_token_layout_hook(model: nn.Module) -> None:
     agg = getattr(model, "aggregator", None)
     if agg is None or getattr(agg, "_qvggt_layout_hook", None) is not None:
         return
-    qlinears = [m for m in agg.modules() if isinstance(m, QuantLinear)]
-    if not qlinears:
+    if not any(isinstance(m, QuantLinear) for m in agg.modules()):
         return
 
     def hook(module, args):
         images = args[0]
         H, W = images.shape[-2:]
         per_frame = module.patch_start_idx + (H // module.patch_size) * (W // module.patch_size)
-        for m in qlinears:
-            m.tokens_per_frame = per_frame
+        for m in module.modules():  # looked up per call: layers swapped in later are covered too
+            if isinstance(m, QuantLinear):
+                m.tokens_per_frame = per_frame
 
     agg._qvggt_layout_hook = agg.register_forward_pre_hook(hook)

@@ -83,3 +83,38 @@ def iter_block_linears(model: nn.Module, block: str) -> Iterator[Tuple[str, nn.L
     for name, module in model.get_submodule(block).named_modules():
         if isinstance(module, nn.Linear):
             yield f"{block}.{name}", module
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One calibration / sensitivity / mixed-precision unit: a transformer block, or the camera
+    head's Linears outside its trunk (``camera_head``). ``kind``: ``vit`` | ``frame`` |
+    ``global`` (aggregator program, run by :class:`~qvggt_deploy.quant.stream.CalibStream`) or
+    ``camera`` (inside the camera head's refinement loop, inputs captured by hooks)."""
+
+    name: str
+    kind: str
+    linears: Tuple[str, ...]
+    is_block: bool = True
+
+
+def quant_units(model: nn.Module) -> List[Unit]:
+    """Every unit in execution order; together they own each candidate Linear exactly once."""
+    units: List[Unit] = []
+    for block in transformer_blocks(model):
+        if ".patch_embed." in block:
+            kind = "vit"
+        elif ".frame_blocks." in block:
+            kind = "frame"
+        elif ".global_blocks." in block:
+            kind = "global"
+        else:
+            kind = "camera"
+        units.append(Unit(block, kind, tuple(n for n, _ in iter_block_linears(model, block))))
+    owned = {n for u in units for n in u.linears}
+    rest = tuple(n for n in candidate_linears(model) if n not in owned)
+    if rest:
+        if any(not n.startswith("camera_head.") for n in rest):
+            raise ValueError(f"candidate Linears outside any unit: {[n for n in rest if not n.startswith('camera_head.')]}")
+        units.append(Unit("camera_head", "camera", rest, is_block=False))
+    return units

@@ -1,0 +1,1 @@
+"""ONNX Runtime backend (CPU): :class:`~.loader.SessionFromOnnx`, :class:`~.runner.OrtRunner`."""

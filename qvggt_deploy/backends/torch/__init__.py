@@ -1,0 +1,1 @@
+"""PyTorch backend: :class:`~.loader.ModelFromPreset`, :class:`~.runner.TorchRunner`."""

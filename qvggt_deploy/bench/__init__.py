@@ -1,0 +1,1 @@
+"""``qvggt bench``: latency, peak memory and size of model variants, each in a fresh process."""

@@ -1,0 +1,1 @@
+"""``qvggt check``: accuracy of backends against each other (Polygraphy comparator) and task metrics."""

@@ -1,0 +1,118 @@
+"""Option groups of the quantization commands (calibrate, sensitivity, ablate), declared once:
+calibration data, method and its switches, mixed-precision budget."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+from typing import List, Tuple
+
+from qvggt_deploy.errors import QvggtError
+
+
+def add_calib_data_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("calibration data")
+    src = group.add_mutually_exclusive_group()
+    src.add_argument("--calib", default=None,
+                     help="folder of scene folders or of images/sequences (see docs/scenes.md)")
+    src.add_argument("--synthetic", type=int, default=None,
+                     help="N generated calibration scenes (seeds 5*10^8 + SEED + i, disjoint from training "
+                          "and evaluation). Default when --calib is not given: 8.")
+    group.add_argument("--calib-batches", type=int, default=8,
+                       help="sequences drawn from --calib. Defaults to 8.")
+    group.add_argument("--frames", type=int, default=4, help="frames per calibration scene. Defaults to 4.")
+    group.add_argument("--image-size", type=int, default=None,
+                       help="calibration image size. Defaults to the preset's img_size.")
+    group.add_argument("--seed", type=int, default=0, help="data and sampling seed. Defaults to 0.")
+
+
+def load_calib_scenes(args, model, device) -> Tuple[List, str]:
+    """The calibration scenes (``[1, S, 3, H, W]`` each, on ``device``) and their digest."""
+    from qvggt_deploy.data.calib import SYNTHETIC, calibration_batches
+
+    size = args.image_size or model.cfg.img_size
+    if args.calib:
+        source, count = args.calib, args.calib_batches
+    else:
+        source, count = SYNTHETIC, args.synthetic if args.synthetic is not None else 8
+    if count < 1:
+        raise QvggtError(f"need at least one calibration scene, got {count}")
+    scenes = [b.unsqueeze(0) for b in calibration_batches(source, count, args.frames, size, args.seed,
+                                                          patch=model.cfg.patch_size)]
+    h = hashlib.sha256()
+    for s in scenes:
+        h.update(s.contiguous().numpy().tobytes())
+    return [s.to(device) for s in scenes], h.hexdigest()
+
+
+def add_method_args(parser: argparse.ArgumentParser, method_default: str = "qvggt") -> None:
+    from qvggt_deploy.quant.calibrate import METHODS
+
+    group = parser.add_argument_group("method")
+    group.add_argument("--method", default=method_default, choices=METHODS,
+                       help=f"rtn (round to nearest), awq (scale + clip search), qvggt (awq + token filtering "
+                            f"with compensation + task-aware search). Defaults to {method_default}.")
+    group.add_argument("--wbits", type=int, default=4, choices=[4, 8], help="weight bits. Defaults to 4.")
+    group.add_argument("--abits", type=int, default=None, choices=[8],
+                       help="activation bits (W4A8/W8A8). Defaults to none (weight-only).")
+    group.add_argument("--group", type=int, default=128,
+                       help="group size along the input dim (32, 64, 128). Defaults to 128.")
+    group.add_argument("--act-granularity", default="per_tensor", choices=["per_tensor", "per_token"],
+                       help="INT8 activations: static per tensor or dynamic per token. Defaults to per_tensor.")
+    group.add_argument("--act-calib", default="mse", choices=["mse", "percentile"],
+                       help="static activation scale search. Defaults to mse.")
+    sw = parser.add_argument_group("method switches (ablations)")
+    for name, what in (("smooth", "AWQ scale search"), ("clip-search", "AWQ per-group clip search"),
+                       ("token-filter", "token filtering"), ("task-search", "task-aware search")):
+        sw.add_argument(f"--no-{name}", action="store_true", help=f"turn off {what}")
+    sw.add_argument("--comp-directions", type=int, default=2,
+                    help="principal directions k of the compensation rows (2k+1 rows; 0 = filtering without "
+                         "compensation). Defaults to 2.")
+    sw.add_argument("--grid", type=int, default=20, help="smoothing exponents searched. Defaults to 20.")
+    sw.add_argument("--clips", default="1.0,0.95,0.9,0.85",
+                    help="layer clip ratios of the task-aware search. Defaults to 1.0,0.95,0.9,0.85.")
+    sw.add_argument("--top-m", type=int, default=3,
+                    help="candidates per group re-scored on the heads (0 = reconstruction only). Defaults to 3.")
+    sw.add_argument("--task-scenes", type=int, default=2,
+                    help="calibration scenes the heads are run on in the task-aware search. Defaults to 2.")
+    sw.add_argument("--w-rec", type=float, default=1.0, help="weight of the reconstruction term. Defaults to 1.")
+    sw.add_argument("--w-task", type=float, default=1.0, help="weight of the task term. Defaults to 1.")
+    sw.add_argument("--task-weights", default="camera=1,depth=1,points=1,consistency=0.5",
+                    help="head weights of the task loss. Defaults to camera=1,depth=1,points=1,consistency=0.5.")
+    sw.add_argument("--max-rows", type=int, default=4096,
+                    help="token rows sampled per per-token probe. Defaults to 4096.")
+
+
+def options_from_args(args):
+    from qvggt_deploy.quant.calibrate import CalibOptions
+    from qvggt_deploy.quant.objective import TaskWeights
+    from qvggt_deploy.quant.task_search import TaskSearchOptions
+
+    try:
+        clips = tuple(float(c) for c in args.clips.split(","))
+        weights = TaskWeights(**{k: float(v) for k, v in (kv.split("=") for kv in args.task_weights.split(","))})
+    except (ValueError, TypeError) as exc:
+        raise QvggtError(f"bad --clips or --task-weights: {exc}") from None
+    if any(not 0 < c <= 1 for c in clips) or args.grid < 1 or args.group < 1:
+        raise QvggtError("--clips must be in (0, 1], --grid and --group positive")
+    changes = dict(wbits=args.wbits, abits=args.abits, group=args.group, act_granularity=args.act_granularity,
+                   act_calib=args.act_calib, comp_directions=args.comp_directions, max_rows=args.max_rows,
+                   seed=args.seed, task_weights=weights,
+                   search=TaskSearchOptions(args.grid, clips, args.top_m, args.w_rec, args.w_task, args.task_scenes))
+    for name in ("smooth", "clip_search", "token_filter", "task_search"):
+        if getattr(args, f"no_{name}"):
+            changes[name] = False
+    return CalibOptions.for_method(args.method, **changes)
+
+
+def add_budget_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("mixed precision (one precision per block)")
+    budget = group.add_mutually_exclusive_group()
+    budget.add_argument("--avg-bits", type=float, default=None,
+                        help="budget: average bits per Linear weight, scales included")
+    budget.add_argument("--max-weight-mb", type=float, default=None,
+                        help="budget: deployed Linear weights in MB (10^6 bytes)")
+    group.add_argument("--mp-options", default="fp16,w8a16,w4a16",
+                       help="precisions a block may get. Defaults to fp16,w8a16,w4a16 (add w8a8,w4a8 to allow INT8 "
+                            "activations).")
+    group.add_argument("--sensitivity", default=None,
+                       help="reuse a sensitivity JSON from `qvggt sensitivity` (same model, group and precisions)")

@@ -1,0 +1,130 @@
+"""``qvggt calibrate``: post-training quantization of VGGT into a recipe folder."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from qvggt_deploy.cli.args import add_model_args, apply_threads, resolve_device
+from qvggt_deploy.cli.base import Command
+from qvggt_deploy.cli.calib_args import (add_budget_args, add_calib_data_args, add_method_args,
+                                         load_calib_scenes, options_from_args)
+from qvggt_deploy.errors import QvggtError
+from qvggt_deploy.log import get_logger
+
+logger = get_logger(__name__)
+
+
+class Calibrate(Command):
+    """Calibrate a quantization recipe (RTN, AWQ or QVGGT) on calibration scenes.
+
+    Blocks are calibrated one at a time, each on the inputs the already-quantized blocks before
+    it produce. Finished blocks are saved in OUT.work/ as they complete; rerunning the same
+    command (same options, model and data) resumes there. With --avg-bits or --max-weight-mb,
+    per-block sensitivities are measured first and each block gets one of --mp-options so that
+    the summed sensitivity is minimal within the budget. The recipe (OUT/recipe.json +
+    weights.safetensors) is written atomically; evaluate it with `qvggt eval --recipe OUT`.
+    """
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_model_args(parser)
+        add_calib_data_args(parser)
+        add_method_args(parser)
+        add_budget_args(parser)
+        parser.add_argument("--out", required=True, help="recipe folder to write")
+        parser.add_argument("--keep-work", action="store_true", help="keep OUT.work/ after success")
+        parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N. Defaults to cpu.")
+        parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from qvggt_deploy.model.checkpoint import load_model
+        from qvggt_deploy.quant.calibrate import calibrate
+        from qvggt_deploy.quant.recipe import model_fingerprint
+        from qvggt_deploy.quant.workstore import WorkStore
+
+        apply_threads(args.threads)
+        device = resolve_device(args.device)
+        opts = options_from_args(args)
+        start = time.perf_counter()
+        model = load_model(args.preset, args.checkpoint, device=device)
+        fingerprint = model_fingerprint(model)
+        scenes, data_digest = load_calib_scenes(args, model, device)
+        logger.info("calibration: %d scene(s) of %d frame(s), method %s, %s, group %d",
+                    len(scenes), scenes[0].shape[1], opts.method, opts.precision, opts.group)
+        budget_args = {"avg_bits": args.avg_bits, "max_weight_mb": args.max_weight_mb,
+                       "mp_options": args.mp_options if (args.avg_bits or args.max_weight_mb) else None}
+        work = WorkStore(f"{args.out}.work", {"options": opts.to_json(), "budget": budget_args,
+                                              "fingerprint": fingerprint, "data": data_digest})
+        plan = None
+        if args.avg_bits is not None or args.max_weight_mb is not None:
+            plan = plan_for(model, scenes, opts, args, work)
+        shapes = layer_shapes(model)
+        recipe = calibrate(model, scenes, opts, plan.units if plan else None, work, fingerprint)
+        if plan:
+            recipe.extra["plan"] = plan.to_json()
+        recipe.extra["weight_bytes"] = recipe_bytes(recipe, shapes)
+        recipe.extra["calibration"] = {"source": args.calib or "synthetic", "scenes": len(scenes),
+                                       "frames": int(scenes[0].shape[1]), "seed": args.seed,
+                                       "data_sha256": data_digest}  # no timings: the digest must be stable
+        recipe.save(args.out)
+        if not args.keep_work:
+            work.remove()
+        counts = {}
+        for spec in recipe.layers.values():
+            counts[spec.precision] = counts.get(spec.precision, 0) + 1
+        logger.info("recipe -> %s (%s; Linear weights %.3f MB; %.1f s)", args.out,
+                    ", ".join(f"{n} {p}" for p, n in sorted(counts.items())), recipe.extra["weight_bytes"] / 1e6,
+                    time.perf_counter() - start)
+        return 0
+
+
+def layer_shapes(model):
+    from qvggt_deploy.quant.targets import candidate_linears
+
+    return {n: (lin.out_features, lin.in_features) for n, lin in candidate_linears(model).items()}
+
+
+def recipe_bytes(recipe, shapes) -> int:
+    """Deployed bytes of all candidate Linears under ``recipe`` (layers it does not list: fp16)."""
+    from qvggt_deploy.quant.config import weight_bytes
+
+    total = 0.0
+    for name, (n, k) in shapes.items():
+        spec = recipe.layers.get(name)
+        total += weight_bytes(n, k, spec.precision if spec else "fp16", spec.group if spec else None)
+    return int(total)
+
+
+def plan_for(model, scenes, opts, args, work):
+    """Sensitivity (measured, reused from --sensitivity, or from the work folder) -> plan."""
+    from qvggt_deploy.quant.config import get_precision
+    from qvggt_deploy.quant.mixed import budget_from, count_weights, make_plan
+    from qvggt_deploy.quant.sensitivity import measure_sensitivity
+    from qvggt_deploy.quant.targets import quant_units
+
+    options = [o.strip() for o in args.mp_options.split(",") if o.strip()]
+    for o in options:
+        get_precision(o)
+    measured = [o for o in options if get_precision(o).is_quantized]
+    if args.sensitivity:
+        try:
+            with open(args.sensitivity, encoding="utf-8") as f:
+                sens = json.load(f)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise QvggtError(f"{args.sensitivity}: unreadable sensitivity file ({exc})") from exc
+        if sens.get("group") != opts.group or not set(measured) <= set(sens.get("precisions", [])):
+            raise QvggtError(f"{args.sensitivity}: measured with group {sens.get('group')} and "
+                             f"{sens.get('precisions')}; need group {opts.group} and {measured}")
+    else:
+        sens = work.load_json("sensitivity")
+        if sens is None:
+            sens = measure_sensitivity(model, scenes, measured, opts.group, opts.task_weights,
+                                       opts.act_granularity, opts.act_calib)
+            work.save_json("sensitivity", sens)
+    units = quant_units(model)
+    budget = budget_from(args.avg_bits, args.max_weight_mb, count_weights(model, units))
+    plan = make_plan(model, units, sens["task"], budget, opts.group, options)
+    logger.info("mixed precision: %s; %.3f MB, %.2f bits/weight avg, summed sensitivity %.3g",
+                ", ".join(f"{p} x{list(plan.units.values()).count(p)}" for p in options),
+                plan.bytes / 1e6, plan.avg_bits, plan.sensitivity)
+    return plan

@@ -1,0 +1,71 @@
+"""``qvggt export``: VGGT to ONNX (float, or a recipe folded in as QDQ) for ONNX Runtime or TensorRT."""
+from __future__ import annotations
+
+import argparse
+
+from qvggt_deploy.cli.args import add_model_args, apply_threads
+from qvggt_deploy.cli.base import Command
+from qvggt_deploy.log import get_logger
+
+logger = get_logger(__name__)
+
+
+class Export(Command):
+    """Export VGGT to ONNX at a fixed input size with a dynamic frame count.
+
+    Without --recipe: a float graph (Linears in --float-precision). With --recipe: the calibrated
+    plan folded in as QDQ (INT4 blocked DequantizeLinear on constant weights at opset 21, INT8 Q/DQ
+    on activations where the plan quantizes them, special tokens bypassing activation quantizers).
+    --target trt: strongly typed QDQ with fp16 Casts around the quantized/fp16 layers (optionally
+    the W4A16 plugin). --target ort: exact fp32 emulation, INT4 as MatMulNBits (accuracy level 0;
+    --ort-int8-activations for level 4). Weights go to one external .data file above ~1.8 GB.
+    The recipe digest and the passes applied are recorded in the file's metadata (qvggt.*).
+    """
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_model_args(parser)
+        parser.add_argument("--recipe", default=None, help="quantization recipe folder to fold in")
+        parser.add_argument("--out", required=True, help="output .onnx file")
+        parser.add_argument("--height", type=int, default=None, help="input height (multiple of 14). Defaults to the preset's size.")
+        parser.add_argument("--width", type=int, default=None, help="input width (multiple of 14). Defaults to the preset's size.")
+        parser.add_argument("--frames", type=int, default=1,
+                            help="frames of the tracing input (the exported frame dimension is dynamic). Defaults to 1.")
+        parser.add_argument("--target", choices=["ort", "trt"], default="ort", help="graph flavour. Defaults to ort.")
+        parser.add_argument("--float-precision", choices=["fp32", "fp16"], default="fp32",
+                            help="precision of Linears outside the recipe. Defaults to fp32.")
+        parser.add_argument("--conv-precision", choices=["fp32", "fp16"], default="fp32",
+                            help="DPT head conv weights stored in fp16 (computed in fp32). Defaults to fp32.")
+        parser.add_argument("--ort-int8-activations", action="store_true",
+                            help="ort: MatMulNBits accuracy_level 4 (int8 activations; faster, not exact)")
+        parser.add_argument("--ort-int4", choices=["matmulnbits", "qdq"], default="matmulnbits",
+                            help="ort: INT4 as MatMulNBits or left as QDQ (fused by ORT at load). Defaults to matmulnbits.")
+        parser.add_argument("--trt-plugin", action="store_true", help="trt: INT4 GEMMs as W4A16 plugin nodes")
+        parser.add_argument("--calibration-graph", action="store_true",
+                            help="ort: float activations plus one <layer>.calib_input output per token-filtered layer "
+                                 "(special rows replaced by the recipe's compensation rows; docs/method.md)")
+        parser.add_argument("--external-data", choices=["auto", "always", "never"], default="auto",
+                            help="weights in one <out>.data file: auto = above ~1.8 GB. Defaults to auto.")
+        parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from qvggt_deploy.export.onnx import export_onnx
+        from qvggt_deploy.model.checkpoint import load_model
+
+        apply_threads(args.threads)
+        model = load_model(args.preset, args.checkpoint)
+        recipe = None
+        if args.recipe:
+            from qvggt_deploy.quant.recipe import load_recipe
+
+            recipe = load_recipe(args.recipe)
+        size = model.cfg.img_size
+        result = export_onnx(model, args.out, height=args.height or size, width=args.width or size, recipe=recipe,
+                             target=args.target, frames=args.frames, float_precision=args.float_precision,
+                             conv_precision=args.conv_precision, ort_int8_activations=args.ort_int8_activations,
+                             ort_int4=args.ort_int4, trt_plugin=args.trt_plugin,
+                             calibration_graph=args.calibration_graph, external_data=args.external_data,
+                             free_weights=True)  # the model was loaded for this export only
+        files = f"{result.path}" + (f" + {result.data_path.name}" if result.data_path else "")
+        print(f"{files}: {result.bytes / 1e6:.1f} MB, {sum(result.op_counts.values())} nodes, "
+              f"recipe {result.metadata['recipe_digest']}, passes {','.join(result.passes)}, {result.seconds:.1f} s")
+        return 0

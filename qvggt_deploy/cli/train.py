@@ -1,0 +1,56 @@
+"""``qvggt train``: train a preset on generated scenes (see :mod:`qvggt_deploy.train`)."""
+from __future__ import annotations
+
+import argparse
+
+from qvggt_deploy.cli.args import apply_threads
+from qvggt_deploy.cli.base import Command
+
+
+class Train(Command):
+    """Train a VGGT preset on procedurally generated scenes (CPU is enough for tiny).
+
+    Scenes are rendered on the fly with training seeds (< 10^6; evaluation uses >= 10^9). The
+    output folder holds a resumable state.pt, log.jsonl (losses), snapshots and the final
+    model.safetensors. Rerunning the same command resumes where it stopped; the result is
+    bit-identical to an uninterrupted run.
+    """
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        from qvggt_deploy.model.presets import PRESETS
+        from qvggt_deploy.train.data import CURRICULA
+        from qvggt_deploy.train.loop import TrainConfig
+
+        d = TrainConfig()
+        parser.add_argument("--preset", default=d.preset, choices=sorted(PRESETS),
+                            help=f"architecture to train. Defaults to {d.preset}.")
+        parser.add_argument("--out", required=True, help="output folder (created; resumed if it holds state.pt)")
+        parser.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps. Defaults to {d.steps}.")
+        parser.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate. Defaults to {d.lr}.")
+        parser.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                            help=f"AdamW weight decay. Defaults to {d.weight_decay}.")
+        parser.add_argument("--warmup", type=int, default=d.warmup, help=f"warmup steps. Defaults to {d.warmup}.")
+        parser.add_argument("--grad-clip", type=float, default=d.grad_clip,
+                            help=f"gradient-norm clip. Defaults to {d.grad_clip}.")
+        parser.add_argument("--seed", type=int, default=d.seed, help=f"run seed. Defaults to {d.seed}.")
+        parser.add_argument("--curriculum", default=d.curriculum, choices=sorted(CURRICULA),
+                            help=f"resolution/frames/difficulty schedule. Defaults to {d.curriculum}.")
+        parser.add_argument("--log-every", type=int, default=d.log_every, help="steps between log lines")
+        parser.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="steps between resumable states")
+        parser.add_argument("--snapshot-every", type=int, default=d.snapshot_every,
+                            help="steps between weight snapshots")
+        parser.add_argument("--stop-after", type=int, default=None,
+                            help="stop (resumably) once this step is done; rerun without it to finish")
+        parser.add_argument("--no-resume", action="store_true", help="start over even if OUT/state.pt exists")
+        parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from qvggt_deploy.train.loop import TrainConfig, train
+
+        apply_threads(args.threads)
+        cfg = TrainConfig(preset=args.preset, steps=args.steps, lr=args.lr, weight_decay=args.weight_decay,
+                          warmup=args.warmup, grad_clip=args.grad_clip, seed=args.seed,
+                          curriculum=args.curriculum, log_every=args.log_every, ckpt_every=args.ckpt_every,
+                          snapshot_every=args.snapshot_every)
+        train(cfg, args.out, resume=not args.no_resume, stop_at=args.stop_after)
+        return 0

@@ -1,0 +1,91 @@
+"""AWQ-style activation-aware scale search and clipping search (the baseline QVGGT builds on).
+
+References: Lin et al., AWQ (arXiv 2306.00978); ``mit-han-lab/llm-awq`` ``awq/quantize/auto_scale.py``
+(``_search_module_scale``) and ``auto_clip.py``. Search and apply are apart: these functions
+return factors and ratios; :mod:`~qvggt_deploy.quant.calibrate` folds them
+(:func:`~qvggt_deploy.quant.recipe.fold_scale_group`) and quantizes.
+
+Scale search, per scale group: ``s = mean|x|^a`` per input channel (over the probe's rows, i.e.
+the token rule's rows when filtering is on), normalised by ``sqrt(max s * min s)``, for
+``a = 0, 1/n, ..., (n-1)/n``; each candidate fake-quantizes ``W diag(s)``, feeds ``x / s`` and
+scores the inspected module's output MSE; the model is restored after every trial. ``a = 0`` is
+RTN, so the search never does worse than RTN on its own objective.
+
+Clip search, per Linear: for every output channel and input group, the range ``r * absmax``
+(``r = 1, 1 - 1/n, ..., 1 - max_shrink``) minimising that group's partial output error on
+sampled rows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List
+
+import torch
+from torch import nn
+
+from qvggt_deploy.quant import quantizer
+from qvggt_deploy.quant.activation import subsample_rows
+from qvggt_deploy.quant.search import Probe, UnitSpec, trial_error
+
+SCALE_MIN = 1e-4
+
+
+@dataclass
+class ScaleChoice:
+    """Result of a scale search for one group: exponent, factors ``[K]``, loss per grid point."""
+
+    a: float
+    s: torch.Tensor
+    losses: List[float] = field(default_factory=list)
+
+
+def weighted_abs_mean(rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Per-channel mean |x| over ``rows [T, K]`` with row ``weights [T]``."""
+    return (weights.to(rows) @ rows.abs()) / weights.sum().clamp_min(1e-12)
+
+
+def smoothing_factors(x_mean: torch.Tensor, a: float) -> torch.Tensor:
+    """AWQ's ``s = mean|x|^a``, normalised so that ``max(s) * min(s) = 1``."""
+    s = x_mean.float().pow(a).clamp_min(SCALE_MIN)
+    return s / (s.max() * s.min()).sqrt()
+
+
+@torch.no_grad()
+def search_scale(model: nn.Module, probe: Probe, layer: str, spec: UnitSpec, n_grid: int = 20) -> ScaleChoice:
+    """Grid search of the smoothing exponent for the group feeding ``layer`` (llm-awq loop)."""
+    x_mean = weighted_abs_mean(probe.rows, probe.row_weights)
+    best, best_loss, losses = None, float("inf"), []
+    for i in range(n_grid):
+        a = i / n_grid
+        s = smoothing_factors(x_mean, a)
+        loss = trial_error(model, probe, layer, spec, s)
+        losses.append(loss)
+        if loss < best_loss:
+            best, best_loss = ScaleChoice(a, s), loss
+    best.losses = losses
+    return best
+
+
+@torch.no_grad()
+def search_clip(w: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor, bits: int, group: int,
+                n_grid: int = 20, max_shrink: float = 0.5, max_rows: int = 512, channel_batch: int = 256,
+                seed: int = 0) -> torch.Tensor:
+    """Per-(output channel, group) clip ratios ``[N, K/group]`` for weight ``w [N, K]`` (already
+    smoothed) on input ``rows [T, K]`` (llm-awq ``auto_clip_layer``; exact fp16 scales)."""
+    rows, weights = subsample_rows(rows.float(), weights.float(), max_rows, seed)
+    N, K = w.shape
+    G = K // group
+    x = rows.reshape(-1, G, group)
+    ratios = torch.ones(N, G, device=w.device)
+    steps = [1.0 - i / n_grid for i in range(max(1, int(max_shrink * n_grid)))]
+    for start in range(0, N, channel_batch):
+        wb = w[start:start + channel_batch].float()
+        ref = torch.einsum("tgk,ngk->ntg", x, wb.reshape(-1, G, group))
+        best_err = torch.full((wb.shape[0], G), float("inf"), device=w.device)
+        for r in steps:
+            wq = quantizer.fake_quantize(wb, bits, group, clip=r).reshape(-1, G, group)
+            err = ((torch.einsum("tgk,ngk->ntg", x, wq) - ref) ** 2 * weights[None, :, None]).sum(1)
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            ratios[start:start + channel_batch][better] = r
+    return ratios

@@ -1,0 +1,89 @@
+"""Training batches rendered on the fly, with a curriculum.
+
+Every scene seed is a pure function of ``(run seed, step, batch index)`` and lies below
+:data:`~qvggt_deploy.data.synthetic.TRAIN_SEED_LIMIT` (10^6), so a resumed run sees exactly the
+batches it would have seen, and evaluation seeds (>= 10^9) are never trained on.
+
+A curriculum is a list of phases, each active until a fraction of the total steps: image size
+(as a fraction of the preset's native size, so it works for every preset), frame counts to draw
+from, batch size and scene difficulty (baseline and rotation ranges).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from qvggt_deploy.data.synthetic import TRAIN_SEED_LIMIT, SceneConfig, generate_scene
+from qvggt_deploy.errors import QvggtError
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One curriculum phase (active while ``step < until * total_steps``)."""
+
+    until: float
+    size_scale: float = 1.0
+    frames: Tuple[int, ...] = (2, 3, 4)
+    batch: int = 2
+    baseline: Tuple[float, float] = (0.25, 0.9)
+    rotation: Tuple[float, float] = (3.0, 15.0)
+
+
+CURRICULA: Dict[str, Tuple[Phase, ...]] = {
+    # Half resolution first (4x cheaper steps, geometry is learnt at coarse scale), then the last
+    # 15% at native resolution to adapt the heads and position encodings.
+    "default": (
+        Phase(until=0.08, size_scale=0.5, frames=(2,), batch=2, baseline=(0.15, 0.5), rotation=(2.0, 8.0)),
+        Phase(until=0.85, size_scale=0.5, frames=(2, 3, 4), batch=2),
+        Phase(until=1.0, size_scale=1.0, frames=(2, 3, 4), batch=2),
+    ),
+    "native": (Phase(until=1.0, size_scale=1.0, frames=(2, 3, 4), batch=2),),
+}
+
+
+def get_curriculum(name: str) -> Tuple[Phase, ...]:
+    try:
+        return CURRICULA[name]
+    except KeyError:
+        raise QvggtError(f"unknown curriculum {name!r}; choose one of {', '.join(CURRICULA)}") from None
+
+
+def phase_at(curriculum: Sequence[Phase], step: int, total_steps: int) -> Phase:
+    frac = step / max(total_steps, 1)
+    for phase in curriculum:
+        if frac < phase.until:
+            return phase
+    return curriculum[-1]
+
+
+def scene_seed(run_seed: int, step: int, index: int) -> int:
+    """Training scene seed in [0, 10^6) for one batch element."""
+    state = np.random.SeedSequence([int(run_seed), int(step), int(index)]).generate_state(1)[0]
+    return int(state) % TRAIN_SEED_LIMIT
+
+
+def native_size(img_size: int, scale: float, patch: int = 14) -> int:
+    return max(patch, int(round(img_size * scale / patch)) * patch)
+
+
+def make_batch(run_seed: int, step: int, phase: Phase, img_size: int) -> Dict[str, torch.Tensor]:
+    """Render the batch of ``step``.
+
+    Returns:
+        ``images [B,S,3,H,W]``, ``depth [B,S,H,W]``, ``mask [B,S,H,W]``, ``world_points
+        [B,S,H,W,3]``, ``extrinsics [B,S,3,4]``, ``intrinsics [B,S,3,3]`` (raw metric ground truth;
+        frames shuffled so any view may be the reference).
+    """
+    rng = np.random.default_rng([int(run_seed), int(step), 7])
+    frames = int(rng.choice(phase.frames))
+    size = native_size(img_size, phase.size_scale)
+    cfg = SceneConfig(frames=frames, image_size=(size, size), baseline=phase.baseline, rotation=phase.rotation)
+    scenes = []
+    for b in range(phase.batch):
+        scene = generate_scene(scene_seed(run_seed, step, b), cfg)
+        scenes.append(scene.subset(rng.permutation(frames)))
+    keys = ("images", "depth", "mask", "world_points", "extrinsics", "intrinsics")
+    return {k: torch.stack([getattr(s, k) for s in scenes]) for k in keys}

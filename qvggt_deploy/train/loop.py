@@ -1,0 +1,189 @@
+"""The training loop: AdamW, warmup + cosine LR, gradient clipping, atomic checkpoints, resume.
+
+Why resume is bit-exact: the state file holds model, optimizer, step and torch RNG state, the
+LR is a pure function of the step, and every batch is a pure function of (seed, step), so
+``train(steps=N)`` equals ``train(steps=k)`` followed by a resumed ``train(steps=N)``.
+
+Output folder layout:
+- ``state.pt``: resumable state (model + optimizer + step + RNG), rewritten every ``ckpt_every``.
+- ``model.safetensors``: the final weights for the full preset (loads strictly into
+  ``build_model(preset)``; heads not trained here keep their seeded init, see :func:`full_state_dict`).
+- ``snapshots/step_XXXXXXX.safetensors``: weights every ``snapshot_every`` steps (learning curves).
+- ``log.jsonl``: one JSON object per logged step (losses, LR, seconds, frames, image size).
+- ``config.json``: the :class:`TrainConfig` of the run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import torch
+
+from qvggt_deploy.errors import QvggtError
+from qvggt_deploy.fileio import atomic_path, write_json
+from qvggt_deploy.log import get_logger, progress
+from qvggt_deploy.model import build_model, get_preset, save_checkpoint
+from qvggt_deploy.train.data import get_curriculum, make_batch, phase_at
+from qvggt_deploy.train.losses import normalize_ground_truth, vggt_loss
+
+logger = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (saved as ``config.json``).
+
+    ``enable_track`` defaults to False: the track head is not trained here (it has no loss);
+    a checkpoint for the full preset gets its track head from a seeded random init.
+    """
+
+    preset: str = "tiny"
+    steps: int = 1000
+    lr: float = 3e-4
+    weight_decay: float = 0.05
+    warmup: int = 200
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    seed: int = 0
+    curriculum: str = "default"
+    enable_track: bool = False
+    log_every: int = 10
+    ckpt_every: int = 200
+    snapshot_every: int = 1000
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at the last step."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "token" in name or "pos_embed" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _save_state(path: Path, model, optimizer, step: int, cfg: TrainConfig) -> None:
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+             "config": asdict(cfg), "torch_rng": torch.get_rng_state()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _read_log(path: Path, upto: int):
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return [line for line in lines if json.loads(line)["step"] <= upto]
+
+
+def full_state_dict(model: torch.nn.Module, preset: str, seed: int) -> Dict[str, torch.Tensor]:
+    """Trained weights completed to the full preset: parameters the trained model lacks (the
+    track head when trained with ``enable_track=False``) come from ``build_model(preset, seed)``."""
+    full = build_model(get_preset(preset), seed=seed)
+    missing, unexpected = full.load_state_dict(model.state_dict(), strict=False)
+    if unexpected:
+        raise QvggtError(f"trained weights have keys the {preset} preset lacks: {unexpected[:5]}")
+    if missing:
+        logger.info("%d tensors not trained (seeded init kept): %s ...", len(missing), missing[0])
+    return full.state_dict()
+
+
+def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int] = None,
+          on_log: Optional[Callable[[Dict[str, float]], None]] = None) -> torch.nn.Module:
+    """Train (or resume) a model into ``out_dir``; returns the trained model (train mode off).
+
+    Args:
+        cfg: the run's configuration.
+        out_dir: output folder (see module docstring).
+        resume: continue from ``out_dir/state.pt`` when it exists. A state written with another
+            config is refused (the error names the differing fields).
+        stop_at: stop (with a resumable state) once this step is done, e.g. to split a run into
+            time-boxed sessions; the final weights are written only when ``cfg.steps`` is reached.
+        on_log: called with each logged record (for custom monitoring).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model_cfg = get_preset(cfg.preset).replace(enable_track=cfg.enable_track)
+    torch.manual_seed(cfg.seed)
+    model = build_model(model_cfg, seed=cfg.seed)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
+    curriculum = get_curriculum(cfg.curriculum)
+    state_path, log_path = out / "state.pt", out / "log.jsonl"
+    start = 0
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        saved = state["config"]
+        diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items()
+                if k not in ("steps", "log_every", "ckpt_every", "snapshot_every") and saved.get(k) != v}
+        if diff:
+            raise QvggtError(f"{state_path}: written by a run with another config (saved, now): {diff}; "
+                             f"use another --out or --no-resume")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start = int(state["step"])
+        logger.info("resumed %s at step %d", state_path, start)
+    kept = _read_log(log_path, start)
+    with atomic_path(log_path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in kept))
+    write_json(out / "config.json", asdict(cfg))
+
+    model.train()
+    t_start = time.perf_counter()
+    end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
+    bar = progress(range(start, end), desc="train", total=end - start)
+    with open(log_path, "a") as log_file:
+        for step in bar:
+            phase = phase_at(curriculum, step, cfg.steps)
+            batch = make_batch(cfg.seed, step, phase, model_cfg.img_size)
+            gt = normalize_ground_truth(batch)
+            lr = lr_at(cfg, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            pred = model(batch["images"])
+            losses = vggt_loss(pred, gt)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if not torch.isfinite(losses["loss"]):
+                raise QvggtError(f"training diverged at step {step}: loss {losses['loss'].item()}")
+            optimizer.step()
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                record = {"step": done, "lr": lr, "grad_norm": float(grad_norm),
+                          **{k: round(float(v.detach()), 6) for k, v in losses.items()},
+                          "frames": int(batch["images"].shape[1]), "batch": int(batch["images"].shape[0]),
+                          "image_size": int(batch["images"].shape[-1]),
+                          "elapsed_s": round(time.perf_counter() - t_start, 1)}
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{record['loss']:.3f}")
+                if on_log:
+                    on_log(record)
+                logger.debug("step %d loss %.4f", done, record["loss"])
+            if done % cfg.snapshot_every == 0:
+                save_checkpoint(model, out / "snapshots" / f"step_{done:07d}.safetensors",
+                                metadata={"step": done, "preset": cfg.preset})
+            if done % cfg.ckpt_every == 0 or done == end:
+                _save_state(state_path, model, optimizer, done, cfg)
+    model.eval()
+    if end < cfg.steps:
+        logger.info("stopped at step %d of %d; rerun to resume", end, cfg.steps)
+        return model
+    save_checkpoint(full_state_dict(model, cfg.preset, cfg.seed), out / "model.safetensors",
+                    metadata={"preset": cfg.preset, "steps": cfg.steps, "seed": cfg.seed,
+                              "enable_track": cfg.enable_track, "curriculum": cfg.curriculum})
+    logger.info("trained %s for %d steps -> %s", cfg.preset, cfg.steps, out / "model.safetensors")
+    return model

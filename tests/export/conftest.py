@@ -1,0 +1,2 @@
+"""Fixtures: cached micro-preset exports."""
+from tests.micro_exports import exports, images  # noqa: F401

@@ -1,0 +1,26 @@
+import onnx
+
+from qvggt_deploy.cli.main import main
+from qvggt_deploy.export.onnx import read_metadata
+from qvggt_deploy.model import build_model
+from qvggt_deploy.quant.rtn import rtn_recipe
+
+
+def test_export_cli_with_recipe(tmp_path, capsys):
+    recipe = rtn_recipe(build_model("micro"), "w4a16", 32)
+    recipe.save(tmp_path / "recipe")
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--preset", "micro", "--recipe", str(tmp_path / "recipe"), "--target", "trt",
+                 "--out", str(out)]) == 0
+    meta = read_metadata(out)
+    assert meta["recipe_digest"] == recipe.digest and meta["target"] == "trt" and meta["height"] == "56"
+    assert "DequantizeLinear" in {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert "passes fold-constants" in capsys.readouterr().out
+
+
+def test_export_cli_errors(tmp_path, caplog):
+    assert main(["export", "--preset", "micro", "--height", "50", "--out", str(tmp_path / "x.onnx")]) == 1
+    assert "multiples of the patch size" in caplog.text
+    assert main(["export", "--preset", "micro", "--recipe", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.onnx")]) == 1
+    assert "not a recipe folder" in caplog.text
+    assert not (tmp_path / "x.onnx").exists()

@@ -1,0 +1,61 @@
+"""AWQ scale and clip search beat RTN on a planted outlier channel; trials restore the model."""
+import torch
+from torch import nn
+
+from qvggt_deploy.quant import quantizer
+from qvggt_deploy.quant.awq import search_clip, search_scale, smoothing_factors
+from qvggt_deploy.quant.search import Probe, UnitSpec, trial_error
+
+
+class Toy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 32)
+
+
+def planted():
+    g = torch.Generator().manual_seed(0)
+    model = Toy()
+    with torch.no_grad():
+        model.fc.weight.copy_(torch.randn(32, 64, generator=g) * 0.05)
+    x = torch.randn(512, 64, generator=g)
+    x[:, 5] *= 40.0  # an outlier input channel: its weights matter most
+    return model, x
+
+
+def probe_for(model, x):
+    def run():
+        return [model.fc(x)]
+    probe = Probe(run, [torch.ones(x.shape[0])], x, torch.ones(x.shape[0]))
+    probe.ref = run()
+    return probe
+
+
+def test_scale_search_improves_block_mse_over_rtn():
+    model, x = planted()
+    before = model.fc.weight.clone()
+    probe = probe_for(model, x)
+    spec = UnitSpec("w4a16", 32)
+    choice = search_scale(model, probe, "fc", spec, n_grid=20)
+    rtn = trial_error(model, probe, "fc", spec, None)
+    assert abs(choice.losses[0] - rtn) <= 1e-6 * rtn  # a = 0 is RTN
+    assert choice.a > 0 and min(choice.losses) < 0.7 * rtn
+    assert isinstance(model.fc, nn.Linear) and torch.equal(model.fc.weight, before)  # restored
+
+
+def test_smoothing_factors_normalised():
+    s = smoothing_factors(torch.tensor([0.1, 1.0, 10.0]), 0.5)
+    assert abs(float(s.max() * s.min()) - 1.0) < 1e-5
+
+
+def test_clip_search_reduces_layer_error():
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(16, 64, generator=g)
+    w[:, 3] *= 8  # a weight outlier per row: clipping it helps the other 31 weights of the group
+    x = torch.randn(256, 64, generator=g)
+    ratios = search_clip(w, x, torch.ones(256), 4, 32)
+    assert ratios.shape == (16, 2) and bool((ratios <= 1).all()) and bool((ratios >= 0.5).all())
+
+    def err(clip):
+        return float(((x @ (quantizer.fake_quantize(w, 4, 32, clip=clip) - w).T) ** 2).mean())
+    assert err(ratios) < err(1.0)
