@@ -87,8 +87,10 @@ def iter_block_linears(model: nn.Module, block: str) -> Iterator[Tuple[str, nn.L
 
 @dataclass(frozen=True)
 class Unit:
-    """One calibration / sensitivity / mixed-precision unit: a transformer block, or the camera
-    head's Linears outside its trunk (``camera_head``). ``kind``: ``vit`` | ``frame`` |
+    """One calibration / sensitivity / mixed-precision unit: a transformer block, or one submodule
+    of the camera head outside its trunk (``camera_head.embed_pose``,
+    ``camera_head.poseLN_modulation``, ``camera_head.pose_branch``: the last one is small and
+    decides the pose directly, so it gets its own precision). ``kind``: ``vit`` | ``frame`` |
     ``global`` (aggregator program, run by :class:`~qvggt_deploy.quant.stream.CalibStream`) or
     ``camera`` (inside the camera head's refinement loop, inputs captured by hooks)."""
 
@@ -112,9 +114,12 @@ def quant_units(model: nn.Module) -> List[Unit]:
             kind = "camera"
         units.append(Unit(block, kind, tuple(n for n, _ in iter_block_linears(model, block))))
     owned = {n for u in units for n in u.linears}
-    rest = tuple(n for n in candidate_linears(model) if n not in owned)
-    if rest:
-        if any(not n.startswith("camera_head.") for n in rest):
-            raise ValueError(f"candidate Linears outside any unit: {[n for n in rest if not n.startswith('camera_head.')]}")
-        units.append(Unit("camera_head", "camera", rest, is_block=False))
+    rest: Dict[str, List[str]] = {}
+    for name in candidate_linears(model):
+        if name in owned:
+            continue
+        if not name.startswith("camera_head."):
+            raise ValueError(f"candidate Linear {name} belongs to no unit")
+        rest.setdefault(".".join(name.split(".")[:2]), []).append(name)
+    units += [Unit(prefix, "camera", tuple(names), is_block=False) for prefix, names in rest.items()]
     return units
