@@ -172,14 +172,14 @@ def _calibrate_block(model, stream, unit: Unit, spec: UnitSpec, opts: CalibOptio
     filt = opts.token_filter and inputs[0].num_special > 0
     comp = {n: _compensation(feats[n], layouts, opts.comp_directions) if filt else None for n in unit.linears}
     task_float = task() if task else None
-    clips: Dict[str, float] = {}
+    clips: Dict[str, object] = {}  # layer -> layer clip (float) or refined per-group ratios
     for group in block_scale_groups(unit.name, block.norm1.normalized_shape[0]):
         layer = group.layers[0]
         if modules[layer].in_features % spec.group:
             continue
         probe = build_probe(model, *inspected(unit.name, layer), inputs, feats[layer], comp[layer],
                             opts.max_rows, seed)
-        s, clips[layer], info = _choose(model, probe, layer, spec, opts, task, task_float)
+        s, clips[layer], info = _choose(model, probe, layer, spec, opts, task, task_float, seed)
         part.extra["search"][layer] = info
         if s is not None:
             fold_scale_group(model, group, s)
@@ -199,14 +199,15 @@ def _calibrate_linears(model, stream, unit: Unit, spec: UnitSpec, opts: CalibOpt
     feats = {n: [f.reshape(-1, f.shape[-1]) for f in xs] for n, xs in stream.linear_inputs(unit.linears).items()}
     groups = {g.layers[0]: g for g in head_scale_groups(model)}
     task_float = task() if task else None
-    clips: Dict[str, float] = {}
+    clips: Dict[str, object] = {}  # layer -> layer clip (float) or refined per-group ratios
     for layer in unit.linears:
         if model.get_submodule(layer).in_features % spec.group:
             continue
         group = groups.get(layer)
         probe = build_probe(model, *inspected(unit.name, layer, is_block=False), [BlockInput(f) for f in feats[layer]],
                             feats[layer], None, opts.max_rows, seed)
-        s, clips[layer], info = _choose(model, probe, layer, spec, opts, task, task_float, smooth=group is not None)
+        s, clips[layer], info = _choose(model, probe, layer, spec, opts, task, task_float, seed,
+                                        smooth=group is not None)
         if info:
             part.extra["search"][layer] = info
         if s is not None:
@@ -219,13 +220,19 @@ def _calibrate_linears(model, stream, unit: Unit, spec: UnitSpec, opts: CalibOpt
                         part, None, bypass=False)
 
 
-def _choose(model, probe, layer: str, spec: UnitSpec, opts: CalibOptions, task, task_float, smooth: bool = True):
-    """(smoothing factors or None, layer clip, info) for one scale group, per the method
-    (``smooth`` False: the Linear has no scale group, only its clip is searched)."""
+def _choose(model, probe, layer: str, spec: UnitSpec, opts: CalibOptions, task, task_float, seed: int,
+            smooth: bool = True):
+    """(smoothing factors or None, clip: a float or per-group ratios, info) for one scale group,
+    per the method (``smooth`` False: the Linear has no scale group, only its clip is searched)."""
     if opts.task_search:
+        refine = None
+        if opts.clip_search:
+            def refine(s: torch.Tensor) -> torch.Tensor:
+                w = model.get_submodule(layer).weight.detach().float() * s[None, :]
+                return search_clip(w, probe.rows / s, probe.row_weights, spec.bits, spec.group, seed=seed)
         pick, finalists = search_group(model, probe, layer, spec, opts.search, task, task_float,
-                                       smooth=opts.smooth and smooth)
-        return (pick.s if pick.a > 0 else None), pick.clip, {**pick.summary(), "finalists": len(finalists)}
+                                       smooth=opts.smooth and smooth, refine=refine)
+        return (pick.s if pick.a > 0 else None), pick.effective_clip, {**pick.summary(), "finalists": len(finalists)}
     if opts.smooth and smooth:
         choice = search_scale(model, probe, layer, spec, opts.search.grid)
         info = {"a": choice.a, "rec": min(choice.losses), "rec_rtn": choice.losses[0]}
@@ -233,7 +240,7 @@ def _choose(model, probe, layer: str, spec: UnitSpec, opts: CalibOptions, task, 
     return None, 1.0, {}
 
 
-def _quantize_layer(model, layer: str, spec: UnitSpec, opts: CalibOptions, rows, weights, clip: float,
+def _quantize_layer(model, layer: str, spec: UnitSpec, opts: CalibOptions, rows, weights, clip,
                     seed: int, part: Recipe, comp: Optional[torch.Tensor], bypass: bool) -> None:
     linear = model.get_submodule(layer)
     if linear.in_features % spec.group:
@@ -241,12 +248,12 @@ def _quantize_layer(model, layer: str, spec: UnitSpec, opts: CalibOptions, rows,
         return
     w = linear.weight.detach().float()
     clip_arg = clip
-    if opts.clip_search:
+    if opts.clip_search and not torch.is_tensor(clip):  # a tensor: the search already refined it
         clip_arg = clip * search_clip(w, rows, weights, spec.bits, spec.group, seed=seed)
     scales = quantizer.compute_scales(w, spec.bits, spec.group, clip_arg)
     q = quantizer.quantize(w, scales, spec.bits, spec.group)
     act_scale = act_scale_for(spec, rows, weights)
-    layer_spec = LayerSpec(spec.precision, spec.group, clip=clip,
+    layer_spec = LayerSpec(spec.precision, spec.group, clip=clip if not torch.is_tensor(clip) else 1.0,
                            act_granularity=spec.act_granularity if spec.abits else None,
                            act_scale=act_scale, special_bypass=bypass and bool(spec.abits), source=opts.method)
     part.set_quantized(layer, layer_spec, q, scales)
