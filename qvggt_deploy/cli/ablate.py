@@ -78,7 +78,7 @@ class Ablate(Command):
         def plan_for(float_model):
             store = WorkStore(work / "sensitivity", {**key, "group": base.group, "weights": base.task_weights})
             sens = store.load_json("sensitivity")
-            measured = [o for o in options if o not in ("fp16", "fp32")]
+            measured = [o for o in options if o != "fp32"]
             if sens is None:
                 sens = measure_sensitivity(float_model, calib, measured, base.group, base.task_weights)
                 store.save_json("sensitivity", sens)

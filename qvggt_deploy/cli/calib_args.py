@@ -68,8 +68,9 @@ def add_method_args(parser: argparse.ArgumentParser, method_default: str = "qvgg
                     help="principal directions k of the compensation rows (2k+1 rows; 0 = filtering without "
                          "compensation). Defaults to 2.")
     sw.add_argument("--grid", type=int, default=20, help="smoothing exponents searched. Defaults to 20.")
-    sw.add_argument("--clips", default="1.0,0.95,0.9,0.85",
-                    help="layer clip ratios of the task-aware search. Defaults to 1.0,0.95,0.9,0.85.")
+    sw.add_argument("--clips", default="1.0",
+                    help="layer clip ratios tried by the task-aware search before the per-group clip search "
+                         "(e.g. 1.0,0.9). Defaults to 1.0.")
     sw.add_argument("--top-m", type=int, default=3,
                     help="candidates per group re-scored on the heads (0 = reconstruction only). Defaults to 3.")
     sw.add_argument("--task-scenes", type=int, default=2,

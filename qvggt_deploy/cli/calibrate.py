@@ -105,7 +105,7 @@ def plan_for(model, scenes, opts, args, work):
     options = [o.strip() for o in args.mp_options.split(",") if o.strip()]
     for o in options:
         get_precision(o)
-    measured = [o for o in options if get_precision(o).is_quantized]
+    measured = [o for o in options if o != "fp32"]  # fp16 too: its rounding is not always negligible
     if args.sensitivity:
         try:
             with open(args.sensitivity, encoding="utf-8") as f:

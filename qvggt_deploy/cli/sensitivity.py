@@ -24,8 +24,8 @@ class Sensitivity(Command):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_model_args(parser)
         add_calib_data_args(parser)
-        parser.add_argument("--precisions", default="w8a16,w4a16",
-                            help="precisions to measure. Defaults to w8a16,w4a16.")
+        parser.add_argument("--precisions", default="fp16,w8a16,w4a16",
+                            help="precisions to measure. Defaults to fp16,w8a16,w4a16.")
         parser.add_argument("--group", type=int, default=128, help="weight group size. Defaults to 128.")
         parser.add_argument("--act-granularity", default="per_tensor", choices=["per_tensor", "per_token"],
                             help="for A8 precisions. Defaults to per_tensor.")
@@ -44,8 +44,8 @@ class Sensitivity(Command):
         device = resolve_device(args.device)
         precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
         for p in precisions:
-            if not get_precision(p).is_quantized:
-                raise QvggtError(f"--precisions: {p} is not a quantized precision")
+            if get_precision(p).name == "fp32":
+                raise QvggtError("--precisions: fp32 is the reference, not an option")
         model = load_model(args.preset, args.checkpoint, device=device)
         scenes, _ = load_calib_scenes(args, model, device)
         result = measure_sensitivity(model, scenes, precisions, args.group, act_granularity=args.act_granularity)

@@ -168,7 +168,8 @@ def checks(result: Dict, target: str = "qvggt") -> Dict[str, bool]:
 def format_markdown(result: Dict, settings: Dict) -> str:
     """Tables (main, activation quantization, search trade-off) with deltas vs FP32."""
     rows = result["rows"]
-    fp = next((r["metrics"] for r in rows if r["name"] == "fp32"), None)
+    fp_row = next((r for r in rows if r["name"] == "fp32"), None)
+    fp = fp_row["metrics"] if fp_row else None
     lines = [f"# QVGGT ablation ({settings.get('preset')}, {settings.get('checkpoint')})", "",
              f"Calibration: {settings.get('calib')}. Evaluation: {settings.get('eval')}. "
              f"Weights: group {settings.get('group')}; mixed precision budget {settings.get('budget')}.", ""]
@@ -179,12 +180,13 @@ def format_markdown(result: Dict, settings: Dict) -> str:
         if len(sel) <= (1 if table != "tradeoff" else 0):
             continue
         lines += [f"## {titles[table]}", "",
-                  "| row | adds | AUC@30 ^ | AbsRel v | delta<1.25 ^ | Chamfer v | consistency v | Linear MB | "
-                  "avg bits | model MB | calib s |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| row | adds | AUC@30 ^ | paired dAUC +- SE | AbsRel v | delta<1.25 ^ | Chamfer v | consistency v "
+                  "| Linear MB | avg bits | model MB | calib s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in sel:
             m = r["metrics"]
             cells = [_cell(m, k, fp) for k in METRICS]
+            cells.insert(1, _paired(r, fp_row))
             lines.append(f"| {r['name']} | {r['adds']} | " + " | ".join(cells) +
                          f" | {r['linear_mb']:.3f} | {r['avg_bits']:.2f} | {r['model_mb']:.2f} | "
                          f"{r['calib_seconds']:.0f} |")
@@ -203,8 +205,22 @@ def format_markdown(result: Dict, settings: Dict) -> str:
                   + ", ".join(f"{n} unit(s) {k}" for k, n in sorted(counts.items())) + ": "
                   + ", ".join(f"{u.replace('aggregator.', '')} {prec}" for u, prec in p["units"].items()
                               if prec != "w4a16"), ""]
-    lines.append("Deltas in parentheses are vs FP32 (relative % for AbsRel, Chamfer and consistency).")
+    lines.append("Deltas in parentheses are vs FP32 (relative % for AbsRel, Chamfer and consistency). "
+                 "Paired dAUC: mean over scenes of (row - FP32) AUC@30 per scene, +- its standard error: "
+                 "how much of an AUC difference is noise of the evaluation set.")
     return "\n".join(lines) + "\n"
+
+
+def _paired(row: Dict, fp_row: Optional[Dict], key: str = "auc@30") -> str:
+    if fp_row is None or row is fp_row or not row.get("per_scene") or not fp_row.get("per_scene"):
+        return "-"
+    d = [a[key] - b[key] for a, b in zip(row["per_scene"], fp_row["per_scene"])
+         if a.get(key) is not None and b.get(key) is not None]
+    if len(d) < 2:
+        return "-"
+    mean = sum(d) / len(d)
+    se = (sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5
+    return f"{mean:+.2f} +- {se:.2f}"
 
 
 def _cell(m: Dict, key: str, fp: Optional[Dict]) -> str:

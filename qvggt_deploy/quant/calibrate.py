@@ -38,7 +38,7 @@ from qvggt_deploy.quant.recipe import LayerSpec, Recipe, apply_recipe, fold_scal
 from qvggt_deploy.quant.rtn import new_recipe
 from qvggt_deploy.quant.search import UnitSpec, act_scale_for, build_probe, inspected
 from qvggt_deploy.quant.stream import BlockInput, CalibStream
-from qvggt_deploy.quant.targets import ScaleGroup, Unit, block_scale_groups
+from qvggt_deploy.quant.targets import ScaleGroup, Unit, block_scale_groups, head_scale_groups
 from qvggt_deploy.quant.task_search import TaskSearchOptions, search_group
 from qvggt_deploy.quant.tokens import compensation_rows, split_rows, stat_rows
 from qvggt_deploy.quant.workstore import WorkStore
@@ -172,14 +172,14 @@ def _calibrate_block(model, stream, unit: Unit, spec: UnitSpec, opts: CalibOptio
     filt = opts.token_filter and inputs[0].num_special > 0
     comp = {n: _compensation(feats[n], layouts, opts.comp_directions) if filt else None for n in unit.linears}
     task_float = task() if task else None
-    clips: Dict[str, float] = {}
+    clips: Dict[str, object] = {}  # layer -> layer clip (float) or refined per-group ratios
     for group in block_scale_groups(unit.name, block.norm1.normalized_shape[0]):
         layer = group.layers[0]
         if modules[layer].in_features % spec.group:
             continue
         probe = build_probe(model, *inspected(unit.name, layer), inputs, feats[layer], comp[layer],
                             opts.max_rows, seed)
-        s, clips[layer], info = _choose(model, probe, layer, spec, opts, task, task_float)
+        s, clips[layer], info = _choose(model, probe, layer, spec, opts, task, task_float, seed)
         part.extra["search"][layer] = info
         if s is not None:
             fold_scale_group(model, group, s)
@@ -194,33 +194,53 @@ def _calibrate_block(model, stream, unit: Unit, spec: UnitSpec, opts: CalibOptio
 
 def _calibrate_linears(model, stream, unit: Unit, spec: UnitSpec, opts: CalibOptions,
                        task: Optional[Callable[[], float]], seed: int, part: Recipe) -> None:
-    feats = stream.linear_inputs(unit.linears)
+    """A camera-head unit outside the trunk: its Linears' inputs are hooked during camera-head
+    forwards (all refinement rounds); scale groups from ``targets.head_scale_groups``."""
+    feats = {n: [f.reshape(-1, f.shape[-1]) for f in xs] for n, xs in stream.linear_inputs(unit.linears).items()}
+    groups = {g.layers[0]: g for g in head_scale_groups(model)}
     task_float = task() if task else None
+    clips: Dict[str, object] = {}  # layer -> layer clip (float) or refined per-group ratios
     for layer in unit.linears:
-        clip = 1.0
-        if opts.task_search and model.get_submodule(layer).in_features % spec.group == 0:
-            probe = build_probe(model, layer, False, [BlockInput(f) for f in feats[layer]], feats[layer],
-                                None, opts.max_rows, seed)
-            pick, _ = search_group(model, probe, layer, spec, opts.search, task, task_float, smooth=False)
-            clip, part.extra["search"][layer] = pick.clip, pick.summary()
-        rows = torch.cat([f.reshape(-1, f.shape[-1]) for f in feats[layer]])
-        _quantize_layer(model, layer, spec, opts, rows, rows.new_ones(rows.shape[0]), clip, seed, part,
-                        None, bypass=False)
+        if model.get_submodule(layer).in_features % spec.group:
+            continue
+        group = groups.get(layer)
+        probe = build_probe(model, *inspected(unit.name, layer, is_block=False), [BlockInput(f) for f in feats[layer]],
+                            feats[layer], None, opts.max_rows, seed)
+        s, clips[layer], info = _choose(model, probe, layer, spec, opts, task, task_float, seed,
+                                        smooth=group is not None)
+        if info:
+            part.extra["search"][layer] = info
+        if s is not None:
+            fold_scale_group(model, group, s)
+            part.set_smoothing(group, s)
+            feats[layer] = [f / s for f in feats[layer]]
+    for layer in unit.linears:
+        rows = torch.cat(feats[layer])
+        _quantize_layer(model, layer, spec, opts, rows, rows.new_ones(rows.shape[0]), clips.get(layer, 1.0), seed,
+                        part, None, bypass=False)
 
 
-def _choose(model, probe, layer: str, spec: UnitSpec, opts: CalibOptions, task, task_float):
-    """(smoothing factors or None, layer clip, info) for one scale group, per the method."""
+def _choose(model, probe, layer: str, spec: UnitSpec, opts: CalibOptions, task, task_float, seed: int,
+            smooth: bool = True):
+    """(smoothing factors or None, clip: a float or per-group ratios, info) for one scale group,
+    per the method (``smooth`` False: the Linear has no scale group, only its clip is searched)."""
     if opts.task_search:
-        pick, finalists = search_group(model, probe, layer, spec, opts.search, task, task_float, smooth=opts.smooth)
-        return (pick.s if pick.a > 0 else None), pick.clip, {**pick.summary(), "finalists": len(finalists)}
-    if opts.smooth:
+        refine = None
+        if opts.clip_search:
+            def refine(s: torch.Tensor) -> torch.Tensor:
+                w = model.get_submodule(layer).weight.detach().float() * s[None, :]
+                return search_clip(w, probe.rows / s, probe.row_weights, spec.bits, spec.group, seed=seed)
+        pick, finalists = search_group(model, probe, layer, spec, opts.search, task, task_float,
+                                       smooth=opts.smooth and smooth, refine=refine)
+        return (pick.s if pick.a > 0 else None), pick.effective_clip, {**pick.summary(), "finalists": len(finalists)}
+    if opts.smooth and smooth:
         choice = search_scale(model, probe, layer, spec, opts.search.grid)
         info = {"a": choice.a, "rec": min(choice.losses), "rec_rtn": choice.losses[0]}
         return (choice.s if choice.a > 0 else None), 1.0, info
     return None, 1.0, {}
 
 
-def _quantize_layer(model, layer: str, spec: UnitSpec, opts: CalibOptions, rows, weights, clip: float,
+def _quantize_layer(model, layer: str, spec: UnitSpec, opts: CalibOptions, rows, weights, clip,
                     seed: int, part: Recipe, comp: Optional[torch.Tensor], bypass: bool) -> None:
     linear = model.get_submodule(layer)
     if linear.in_features % spec.group:
@@ -228,12 +248,12 @@ def _quantize_layer(model, layer: str, spec: UnitSpec, opts: CalibOptions, rows,
         return
     w = linear.weight.detach().float()
     clip_arg = clip
-    if opts.clip_search:
+    if opts.clip_search and not torch.is_tensor(clip):  # a tensor: the search already refined it
         clip_arg = clip * search_clip(w, rows, weights, spec.bits, spec.group, seed=seed)
     scales = quantizer.compute_scales(w, spec.bits, spec.group, clip_arg)
     q = quantizer.quantize(w, scales, spec.bits, spec.group)
     act_scale = act_scale_for(spec, rows, weights)
-    layer_spec = LayerSpec(spec.precision, spec.group, clip=clip,
+    layer_spec = LayerSpec(spec.precision, spec.group, clip=clip if not torch.is_tensor(clip) else 1.0,
                            act_granularity=spec.act_granularity if spec.abits else None,
                            act_scale=act_scale, special_bypass=bypass and bool(spec.abits), source=opts.method)
     part.set_quantized(layer, layer_spec, q, scales)

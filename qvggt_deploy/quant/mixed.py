@@ -130,7 +130,7 @@ def _thin(frontier, budget: int, max_states: int):
 def make_plan(model: nn.Module, units: Sequence[Unit], sensitivity: Dict[str, Dict[str, float]],
               budget: int, group: int, options: Sequence[str] = DEFAULT_OPTIONS) -> Plan:
     """The plan for ``units`` from measured ``sensitivity[unit][precision]`` (fp16 counts 0 when
-    not measured: its rounding is far below any INT8/INT4 effect)."""
+    not measured; measure it: the camera head's pose path feels even fp16 rounding)."""
     costs = unit_costs(model, units, options, group)
     values = {}
     for u in units:

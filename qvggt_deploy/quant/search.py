@@ -125,8 +125,14 @@ def set_layout(module: nn.Module, tokens_per_frame: Optional[int]) -> None:
             m.tokens_per_frame = tokens_per_frame or None
 
 
-def inspected(block: str, layer: str):
-    """(module AWQ inspects for the group feeding ``layer`` of ``block``, does it mix tokens?)."""
+# camera-head Linears outside blocks inspect themselves, except:
+HEAD_INSPECT = {"camera_head.pose_branch.fc1": "camera_head.pose_branch"}
+
+
+def inspected(block: str, layer: str, is_block: bool = True):
+    """(module AWQ inspects for the group feeding ``layer`` of unit ``block``, does it mix tokens?)."""
+    if not is_block:
+        return HEAD_INSPECT.get(layer, layer), False
     suffix = layer[len(block) + 1:]
     if suffix not in INSPECT:
         raise QvggtError(f"{layer}: no probe for a Linear at {suffix!r} of a block")

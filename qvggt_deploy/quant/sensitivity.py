@@ -27,7 +27,8 @@ logger = get_logger(__name__)
 
 
 @torch.no_grad()
-def measure_sensitivity(model: nn.Module, scenes: List[torch.Tensor], precisions: Sequence[str] = ("w8a16", "w4a16"),
+def measure_sensitivity(model: nn.Module, scenes: List[torch.Tensor],
+                        precisions: Sequence[str] = ("fp16", "w8a16", "w4a16"),
                         group: int = 128, weights: TaskWeights = TaskWeights(),
                         act_granularity: str = "per_tensor", act_calib: str = "mse") -> Dict:
     """Task-loss increase per unit and precision, the model otherwise in float.

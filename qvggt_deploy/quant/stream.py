@@ -158,9 +158,9 @@ class CalibStream:
 
         Aggregator units must be the next step (``advance`` moves on). Camera units need the
         aggregator finished; their inputs are hooked from a camera-head forward: a trunk block
-        gets ``[B*iterations, S, 2C]`` (one sequence per refinement round); the ``camera_head``
-        unit (not a block) gets ``BlockInput``s of its first Linear only, use
-        :meth:`linear_inputs` for the others.
+        gets ``[B*iterations, S, 2C]`` (one sequence per refinement round); a camera-head unit that
+        is not a block gets ``BlockInput``s of its first Linear only, use :meth:`linear_inputs`
+        for all of them.
         """
         if unit.kind != "camera":
             p = self.index(unit)

@@ -10,8 +10,9 @@ unchanged. ``prev_kind``:
 - ``layernorm``: LayerNorm weight and bias are divided by s (norm1 -> qkv, norm2 -> fc1).
 - ``linear_rows``: rows ``rows`` of the previous Linear (weight and bias) are divided by s
   (the v third of qkv -> attn.proj: attention is linear in v).
-- ``activation``: a per-channel division inserted after the activation (GELU -> fc2), kept as
-  an explicit multiply because GELU is not positively homogeneous.
+- ``activation``: a per-channel division inserted after the activation (GELU -> fc2, and SiLU ->
+  poseLN_modulation.1 in the camera head), kept as an explicit multiply because GELU and SiLU are
+  not positively homogeneous.
 """
 from __future__ import annotations
 
@@ -70,13 +71,25 @@ def block_scale_groups(block: str, dim: int) -> List[ScaleGroup]:
     ]
 
 
+def head_scale_groups(model: nn.Module) -> List[ScaleGroup]:
+    """Scale groups of the camera head outside its trunk: SiLU -> poseLN_modulation.1,
+    trunk_norm -> pose_branch.fc1, GELU -> pose_branch.fc2 (each output feeds only that Linear)."""
+    if getattr(model, "camera_head", None) is None:
+        return []
+    return [
+        ScaleGroup("camera_head.poseLN_modulation.0", "activation", ("camera_head.poseLN_modulation.1",)),
+        ScaleGroup("camera_head.trunk_norm", "layernorm", ("camera_head.pose_branch.fc1",)),
+        ScaleGroup("camera_head.pose_branch.act", "activation", ("camera_head.pose_branch.fc2",)),
+    ]
+
+
 def scale_groups(model: nn.Module) -> List[ScaleGroup]:
-    """All scale groups of the model (blocks only; camera-head MLPs outside blocks have none)."""
+    """All scale groups of the model: those of every block, then the camera head's."""
     groups: List[ScaleGroup] = []
     for block in transformer_blocks(model):
         dim = model.get_submodule(block).norm1.normalized_shape[0]
         groups += block_scale_groups(block, dim)
-    return groups
+    return groups + head_scale_groups(model)
 
 
 def iter_block_linears(model: nn.Module, block: str) -> Iterator[Tuple[str, nn.Linear]]:
@@ -87,8 +100,10 @@ def iter_block_linears(model: nn.Module, block: str) -> Iterator[Tuple[str, nn.L
 
 @dataclass(frozen=True)
 class Unit:
-    """One calibration / sensitivity / mixed-precision unit: a transformer block, or the camera
-    head's Linears outside its trunk (``camera_head``). ``kind``: ``vit`` | ``frame`` |
+    """One calibration / sensitivity / mixed-precision unit: a transformer block, or one submodule
+    of the camera head outside its trunk (``camera_head.embed_pose``,
+    ``camera_head.poseLN_modulation``, ``camera_head.pose_branch``: the last one is small and
+    decides the pose directly, so it gets its own precision). ``kind``: ``vit`` | ``frame`` |
     ``global`` (aggregator program, run by :class:`~qvggt_deploy.quant.stream.CalibStream`) or
     ``camera`` (inside the camera head's refinement loop, inputs captured by hooks)."""
 
@@ -112,9 +127,12 @@ def quant_units(model: nn.Module) -> List[Unit]:
             kind = "camera"
         units.append(Unit(block, kind, tuple(n for n, _ in iter_block_linears(model, block))))
     owned = {n for u in units for n in u.linears}
-    rest = tuple(n for n in candidate_linears(model) if n not in owned)
-    if rest:
-        if any(not n.startswith("camera_head.") for n in rest):
-            raise ValueError(f"candidate Linears outside any unit: {[n for n in rest if not n.startswith('camera_head.')]}")
-        units.append(Unit("camera_head", "camera", rest, is_block=False))
+    rest: Dict[str, List[str]] = {}
+    for name in candidate_linears(model):
+        if name in owned:
+            continue
+        if not name.startswith("camera_head."):
+            raise ValueError(f"candidate Linear {name} belongs to no unit")
+        rest.setdefault(".".join(name.split(".")[:2]), []).append(name)
+    units += [Unit(prefix, "camera", tuple(names), is_block=False) for prefix, names in rest.items()]
     return units

@@ -2,17 +2,19 @@
 
 For one scale group (block-wise, sequentially, so only one block's inputs are held):
 
-1. every candidate ``(a, c)`` (smoothing exponent x layer clip ratio) gets its reconstruction
-   error ``rec`` on the probe (the inspected module's output MSE, token rule applied);
-2. the ``top_m`` best by ``rec``, plus ``(0, 1)`` = RTN as the yardstick, are installed one at a
-   time and the rest of the model (later blocks + heads, from the stream's cached state) is run
-   on the calibration scenes: ``dtask`` is the task loss (:mod:`~qvggt_deploy.quant.objective`:
+1. every candidate ``(a, c)`` (smoothing exponent x layer clip ratio, by default ``c = 1`` only)
+   gets its reconstruction error ``rec`` on the probe (the inspected module's output MSE, token
+   rule applied);
+2. the ``top_m`` best by ``rec``, plus ``(0, 1)`` = RTN as the yardstick, get the per-group clip
+   search (so they are what would be deployed), are installed one at a time and the rest of the
+   model (later blocks + heads, from the stream's cached state) is run on the calibration
+   scenes: ``dtask`` is the task loss (:mod:`~qvggt_deploy.quant.objective`:
    camera, depth, points vs FP32 and the change of cross-head consistency) minus the task loss
    with the group left in float;
 3. the pick minimises ``w_rec * rec / rec_rtn + w_task * dtask / dtask_rtn``.
 
-Cost: ``grid * len(clips)`` probe runs (cheap: one module on cached inputs) and ``top_m + 1``
-rest-of-model runs per group. ``top_m = 0`` is reconstruction-only (AWQ with a clip grid);
+Cost: ``grid * len(clips)`` probe runs (cheap: one module on cached inputs), ``top_m + 1`` clip
+searches and ``top_m + 1`` rest-of-model runs per group. ``top_m = 0`` is reconstruction-only (AWQ with a clip grid);
 ``top_m = grid * len(clips)`` scores everything on the heads. The trade-off is measured in
 ``benchmarks/results/`` and discussed in docs/method.md.
 """
@@ -32,12 +34,14 @@ EPS = 1e-12
 
 @dataclass(frozen=True)
 class TaskSearchOptions:
-    """Grid and weights. Defaults: 20 exponents, clips (1, 0.95, 0.9, 0.85), top 3 on the heads,
-    reconstruction and task weighted 1:1, heads run on the first 2 calibration scenes (the heads
-    dominate the cost: a DPT head costs more than all aggregator blocks at 224 px)."""
+    """Grid and weights. Defaults: 20 exponents, no layer clip grid (clips (1.0,): the per-group
+    clip search refines the finalists instead; a layer-wide clip grid made held-out depth and
+    points worse, see docs/method.md), top 3 on the heads, reconstruction and task weighted 1:1,
+    heads run on the first 2 calibration scenes (the heads dominate the cost: a DPT head costs
+    more than all aggregator blocks at 224 px)."""
 
     grid: int = 20
-    clips: Tuple[float, ...] = (1.0, 0.95, 0.9, 0.85)
+    clips: Tuple[float, ...] = (1.0,)
     top_m: int = 3
     w_rec: float = 1.0
     w_task: float = 1.0
@@ -50,24 +54,36 @@ class Candidate:
     clip: float
     s: torch.Tensor
     rec: float
+    ratios: Optional[torch.Tensor] = None  # per-group clip ratios from the refinement
     dtask: Optional[float] = None
     score: Optional[float] = None
 
+    @property
+    def effective_clip(self):
+        """What the layer is quantized with: the layer clip, times the refined ratios if any."""
+        return self.clip if self.ratios is None else self.clip * self.ratios
+
     def summary(self) -> dict:
-        return {"a": self.a, "clip": self.clip, "rec": self.rec, "dtask": self.dtask, "score": self.score}
+        out = {"a": self.a, "clip": self.clip, "rec": self.rec, "dtask": self.dtask, "score": self.score}
+        if self.ratios is not None:
+            out["clip_ratio_mean"] = float(self.ratios.mean())
+        return out
 
 
 @torch.no_grad()
 def search_group(model: nn.Module, probe: Probe, layer: str, spec: UnitSpec, opts: TaskSearchOptions,
                  task: Optional[Callable[[], float]] = None, task_float: Optional[float] = None,
-                 smooth: bool = True) -> Tuple[Candidate, List[Candidate]]:
-    """Pick ``(a, clip)`` for the group feeding ``layer``; returns (pick, scored candidates).
+                 smooth: bool = True, refine: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+                 ) -> Tuple[Candidate, List[Candidate]]:
+    """Pick ``(a, clip)`` for the group feeding ``layer``; returns (pick, finalists).
 
     Args:
         task: runs the rest of the model as it now holds ``layer`` and returns the task loss;
             None (or ``top_m`` 0) for reconstruction only.
         task_float: the task loss with the group in float (the baseline of ``dtask``).
         smooth: search the exponent (False: ``a = 0`` only, a clip search).
+        refine: smoothing factors -> per-group clip ratios (the clip search); applied to the
+            finalists before they are scored, so the heads judge what will be deployed.
     """
     x_mean = weighted_abs_mean(probe.rows, probe.row_weights)
     exponents = [i / opts.grid for i in range(opts.grid)] if smooth else [0.0]
@@ -78,11 +94,17 @@ def search_group(model: nn.Module, probe: Probe, layer: str, spec: UnitSpec, opt
             cands.append(Candidate(a, c, s, trial_error(model, probe, layer, spec, s, c)))
     rtn = next((c for c in cands if c.a == 0.0 and c.clip == 1.0), cands[0])
     ranked = sorted(cands, key=lambda c: c.rec)
-    if task is None or opts.top_m <= 0 or task_float is None:
-        return ranked[0], ranked
-    finalists = ranked[:opts.top_m] + ([rtn] if rtn not in ranked[:opts.top_m] else [])
+    heads = task is not None and opts.top_m > 0 and task_float is not None
+    top = ranked[:opts.top_m if heads else 1]
+    finalists = top + ([rtn] if not any(c is rtn for c in top) else [])
+    if refine is not None:
+        for c in finalists:
+            c.ratios = refine(c.s)
+            c.rec = trial_error(model, probe, layer, spec, c.s, c.effective_clip)
+    if not heads:
+        return min(finalists, key=lambda c: c.rec), finalists
     for c in finalists:
-        _, loss = trial_error(model, probe, layer, spec, c.s, c.clip, task=task)
+        _, loss = trial_error(model, probe, layer, spec, c.s, c.effective_clip, task=task)
         c.dtask = loss - task_float
     if rtn.dtask <= EPS:  # the heads do not see this group at all: reconstruction decides
         for c in finalists:

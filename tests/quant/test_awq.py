@@ -59,3 +59,14 @@ def test_clip_search_reduces_layer_error():
     def err(clip):
         return float(((x @ (quantizer.fake_quantize(w, 4, 32, clip=clip) - w).T) ** 2).mean())
     assert err(ratios) < err(1.0)
+
+
+def test_clip_search_never_worse_than_no_clip_on_biased_inputs():
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(8, 128, generator=g)
+    x = torch.randn(400, 128, generator=g).abs() + 1.0  # positive mean, like GELU outputs
+    ratios = search_clip(w, x, torch.ones(400), 4, 32)
+
+    def err(clip):
+        return float(((x @ (quantizer.fake_quantize(w, 4, 32, clip=clip) - w).T) ** 2).mean())
+    assert err(ratios) <= err(1.0)

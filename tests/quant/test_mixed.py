@@ -64,7 +64,8 @@ def test_make_plan_on_micro_prefers_sensitive_units(micro):
     units = quant_units(micro)
     costs = unit_costs(micro, units, ["fp16", "w8a16", "w4a16"], 32)
     # every Linear of a unit whose input width 32 divides is quantized; embed_pose (9 inputs) stays fp16
-    assert costs["camera_head"]["w4a16"] > 0
+    assert costs["camera_head.pose_branch"]["w4a16"] > 0
+    assert costs["camera_head.embed_pose"]["w4a16"] == costs["camera_head.embed_pose"]["fp16"]
     sens = {u.name: {"w8a16": 0.001, "w4a16": 0.01} for u in units}
     sens[units[3].name]["w4a16"] = 10.0
     all_w4 = sum(c["w4a16"] for c in costs.values())

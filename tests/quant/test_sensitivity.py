@@ -7,12 +7,12 @@ from qvggt_deploy.quant.targets import quant_units
 
 
 def test_measure_and_save(micro, scenes, tmp_path):
-    result = measure_sensitivity(micro, scenes, ("w8a16", "w4a16", "w4a8"), group=32)
+    result = measure_sensitivity(micro, scenes, ("fp16", "w8a16", "w4a16", "w4a8"), group=32)
     names = [u.name for u in quant_units(micro)]
     assert result["units"] == names and sorted(result["ranking"]) == sorted(names)
     assert abs(result["baseline"]) < 1e-9
     for u in names:
-        assert set(result["task"][u]) == {"w8a16", "w4a16", "w4a8"}
+        assert set(result["task"][u]) == {"fp16", "w8a16", "w4a16", "w4a8"}
         assert "camera" in result["heads"][u]["w4a16"]
     # 4-bit hurts more than 8-bit summed over the model
     assert sum(result["task"][u]["w4a16"] for u in names) > sum(result["task"][u]["w8a16"] for u in names)
