@@ -35,6 +35,14 @@ class Train(Command):
         parser.add_argument("--seed", type=int, default=d.seed, help=f"run seed. Defaults to {d.seed}.")
         parser.add_argument("--curriculum", default=d.curriculum, choices=sorted(CURRICULA),
                             help=f"resolution/frames/difficulty schedule. Defaults to {d.curriculum}.")
+        parser.add_argument("--init-from", default=None,
+                            help="start from these weights (fresh optimizer and LR schedule): a second stage")
+        parser.add_argument("--weight-camera", type=float, default=d.weight_camera,
+                            help=f"camera loss weight. Defaults to {d.weight_camera} (VGGT).")
+        parser.add_argument("--weight-depth", type=float, default=d.weight_depth,
+                            help=f"depth loss weight. Defaults to {d.weight_depth}.")
+        parser.add_argument("--weight-point", type=float, default=d.weight_point,
+                            help=f"point-map loss weight. Defaults to {d.weight_point}.")
         parser.add_argument("--log-every", type=int, default=d.log_every, help="steps between log lines")
         parser.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="steps between resumable states")
         parser.add_argument("--snapshot-every", type=int, default=d.snapshot_every,
@@ -51,6 +59,8 @@ class Train(Command):
         cfg = TrainConfig(preset=args.preset, steps=args.steps, lr=args.lr, weight_decay=args.weight_decay,
                           warmup=args.warmup, grad_clip=args.grad_clip, seed=args.seed,
                           curriculum=args.curriculum, log_every=args.log_every, ckpt_every=args.ckpt_every,
-                          snapshot_every=args.snapshot_every)
+                          snapshot_every=args.snapshot_every, init_from=args.init_from,
+                          weight_camera=args.weight_camera, weight_depth=args.weight_depth,
+                          weight_point=args.weight_point)
         train(cfg, args.out, resume=not args.no_resume, stop_at=args.stop_after)
         return 0

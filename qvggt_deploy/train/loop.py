@@ -26,7 +26,7 @@ import torch
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.fileio import atomic_path, write_json
 from qvggt_deploy.log import get_logger, progress
-from qvggt_deploy.model import build_model, get_preset, save_checkpoint
+from qvggt_deploy.model import build_model, get_preset, load_checkpoint, save_checkpoint
 from qvggt_deploy.train.data import get_curriculum, make_batch, phase_at
 from qvggt_deploy.train.losses import normalize_ground_truth, vggt_loss
 
@@ -39,6 +39,8 @@ class TrainConfig:
 
     ``enable_track`` defaults to False: the track head is not trained here (it has no loss);
     a checkpoint for the full preset gets its track head from a seeded random init.
+    ``init_from`` starts from existing weights (a second stage: fresh optimizer and schedule);
+    ``weight_*`` scale the three losses (VGGT: camera 5, depth 1, points 1).
     """
 
     preset: str = "tiny"
@@ -51,9 +53,26 @@ class TrainConfig:
     seed: int = 0
     curriculum: str = "default"
     enable_track: bool = False
+    weight_camera: float = 5.0
+    weight_depth: float = 1.0
+    weight_point: float = 1.0
+    init_from: Optional[str] = None
     log_every: int = 10
     ckpt_every: int = 200
     snapshot_every: int = 1000
+
+
+def _load_init(model: torch.nn.Module, path: str, preset: str) -> None:
+    """Start from ``path``: weights of the trained heads, or of the full preset (its track head,
+    not trained here, is then dropped). Errors name the file."""
+    try:
+        load_checkpoint(path, model)
+    except QvggtError:
+        full = build_model(get_preset(preset))
+        load_checkpoint(path, full)
+        own = model.state_dict()
+        model.load_state_dict({k: v for k, v in full.state_dict().items() if k in own})
+    logger.info("initialised from %s", path)
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -117,6 +136,8 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
     model_cfg = get_preset(cfg.preset).replace(enable_track=cfg.enable_track)
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg, seed=cfg.seed)
+    if cfg.init_from:
+        _load_init(model, cfg.init_from, cfg.preset)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
     curriculum = get_curriculum(cfg.curriculum)
     state_path, log_path = out / "state.pt", out / "log.jsonl"
@@ -124,8 +145,10 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
     if resume and state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=False)
         saved = state["config"]
-        diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items()
-                if k not in ("steps", "log_every", "ckpt_every", "snapshot_every") and saved.get(k) != v}
+        defaults = asdict(TrainConfig())  # fields added later compare against their defaults
+        diff = {k: (saved.get(k, defaults[k]), v) for k, v in asdict(cfg).items()
+                if k not in ("steps", "log_every", "ckpt_every", "snapshot_every")
+                and saved.get(k, defaults[k]) != v}
         if diff:
             raise QvggtError(f"{state_path}: written by a run with another config (saved, now): {diff}; "
                              f"use another --out or --no-resume")
@@ -152,7 +175,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
             for group in optimizer.param_groups:
                 group["lr"] = lr
             pred = model(batch["images"])
-            losses = vggt_loss(pred, gt)
+            losses = vggt_loss(pred, gt, cfg.weight_camera, cfg.weight_depth, cfg.weight_point)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

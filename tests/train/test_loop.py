@@ -36,3 +36,12 @@ def test_resume_with_another_config_is_refused(tmp_path):
     train(CFG, tmp_path, stop_at=1)
     with pytest.raises(QvggtError, match="lr"):
         train(CFG.__class__(**{**CFG.__dict__, "lr": 1e-3}), tmp_path)
+
+
+def test_second_stage_from_weights_with_other_loss_weights(tmp_path):
+    first = train(CFG, tmp_path / "a")
+    cfg = TrainConfig(**{**CFG.__dict__, "steps": 1, "init_from": str(tmp_path / "a" / "model.safetensors"),
+                         "weight_camera": 20.0, "lr": 0.0})
+    second = train(cfg, tmp_path / "b")  # lr 0: weights unchanged, so the init must be exact
+    for (name, p), q in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(p, q), name
