@@ -39,7 +39,8 @@ from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.export.convs import CONV_ROOTS, round_conv_weights
 from qvggt_deploy.export.qdq import TARGETS, LinearLowering, plan_from_model, plan_from_recipe, prewrite_float_weights
 from qvggt_deploy.export.tensors import TensorStore
-from qvggt_deploy.export.trace import MARKER_DOMAIN, VGGTExport, _register_symbolics, export_view, quiet_tracer
+from qvggt_deploy.export.trace import (DENSE_TAPS, MARKER_DOMAIN, DenseHeadsFrame, VGGTExport, _register_symbolics,
+                                       export_view, quiet_tracer)
 from qvggt_deploy.lazy import lazy_import
 from qvggt_deploy.log import get_logger
 from qvggt_deploy.passes.registry import PassRunner
@@ -77,6 +78,7 @@ EXPORT_OPSET = 21
 FORMAT = "qvggt-onnx/1"
 EXTERNAL_THRESHOLD = 1_800_000_000  # bytes of weights above which data goes to one external file
 ORT_INT4_FORMS = ("matmulnbits", "qdq")
+DENSE_OUTPUTS = ("depth", "depth_conf", "world_points", "world_points_conf")
 META = "qvggt."
 
 
@@ -101,17 +103,34 @@ def tokens_per_frame(cfg, height: int, width: int) -> int:
     return cfg.patch_start_idx + (height // cfg.patch_size) * (width // cfg.patch_size)
 
 
-def trace_to_onnx(model: nn.Module, height: int, width: int, frames: int = 1):
+def trace_to_onnx(model: nn.Module, height: int, width: int, frames: int = 1, dense_marker: bool = False):
     """Trace ``model`` at ``frames x 3 x height x width`` (frames dynamic): an opset-18 ModelProto
-    with ``qvggt.Linear``/``qvggt.Attention`` markers and no Linear weights."""
+    with ``qvggt.Linear``/``qvggt.Attention`` (and with ``dense_marker`` ``qvggt.DenseHeads``)
+    markers and no Linear weights."""
     dynamic = {INPUT_NAME: {0: FRAMES_DIM}, **{name: {1: FRAMES_DIM} for name in OUTPUT_NAMES}}
     _register_symbolics()
     buf = io.BytesIO()
     dummy = torch.rand(frames, 3, height, width, generator=torch.Generator().manual_seed(0))
     with export_view(model, height, width), quiet_tracer(), torch.no_grad():
-        torch.onnx.export(VGGTExport(model), (dummy,), buf, dynamo=False, opset_version=TRACE_OPSET,
+        torch.onnx.export(VGGTExport(model, dense_marker), (dummy,), buf, dynamo=False, opset_version=TRACE_OPSET,
                           input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic,
                           custom_opsets={MARKER_DOMAIN: 1}, do_constant_folding=True)
+    return onnx.load_from_string(buf.getvalue())
+
+
+def trace_dense_body(model: nn.Module, height: int, width: int):
+    """Trace the two DPT heads on one frame (static shapes): the body of the per-frame Loop."""
+    cfg = model.cfg
+    n = tokens_per_frame(cfg, height, width)
+    gen = torch.Generator().manual_seed(0)
+    taps = [torch.rand(1, 1, n, 2 * cfg.embed_dim, generator=gen) for _ in range(DENSE_TAPS)]
+    image = torch.rand(1, 1, 3, height, width, generator=gen)
+    _register_symbolics()
+    buf = io.BytesIO()
+    with export_view(model, height, width), quiet_tracer(), torch.no_grad():
+        torch.onnx.export(DenseHeadsFrame(model), (*taps, image), buf, dynamo=False, opset_version=TRACE_OPSET,
+                          input_names=[f"tap_{k}" for k in range(DENSE_TAPS)] + ["image"],
+                          output_names=[f"frame_{name}" for name in DENSE_OUTPUTS], do_constant_folding=True)
     return onnx.load_from_string(buf.getvalue())
 
 
@@ -154,7 +173,7 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
                 frames: int = 1, float_precision: str = "fp32", ort_int8_activations: bool = False,
                 ort_int4: str = "matmulnbits", trt_plugin: bool = False, conv_precision: str = "fp32",
                 calibration_graph: bool = False, external_data: str = "auto",
-                free_weights: bool = False) -> ExportResult:
+                free_weights: bool = False, dense_loop: Optional[bool] = None) -> ExportResult:
     """Export ``model`` (a VGGT) to ONNX for one input size and a dynamic frame count.
 
     Args:
@@ -183,6 +202,9 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
             extra output ``<layer>.calib_input`` (special rows replaced by ``comp.<layer>``, see
             the ``drop-filtered-tokens`` pass). ``--target ort`` only. Defaults to False.
         external_data (str): "auto" (external above ~1.8 GB), "always" or "never". Defaults to "auto".
+        dense_loop (bool, optional): run the DPT heads frame by frame in a Loop (their activation
+            memory is then one frame's; see ``passes/loop_dense_heads.py``). Defaults to True for
+            ``--target ort`` and False for TensorRT (whose builder plans the batch itself).
         free_weights (bool): write the float Linear weights before tracing and release every
             Linear weight from ``model`` (the trace never reads them; VGGT-1B's peak memory drops
             by the 4.5 GB they take). The model is unusable afterwards. Defaults to False.
@@ -240,8 +262,19 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
             for name in plan:
                 model.get_submodule(name).weight = None
             phase("write-float-weights")
+        dense_loop = target == "ort" if dense_loop is None else dense_loop
         logger.info("tracing %s at %dx%d (%d frames, dynamic)", cfg.name, height, width, frames)
-        proto = trace_to_onnx(model, height, width, frames)
+        proto = trace_to_onnx(model, height, width, frames, dense_marker=dense_loop)
+        body = None
+        if dense_loop:
+            body = gs.import_onnx(onnx.version_converter.convert_version(trace_dense_body(model, height, width),
+                                                                          EXPORT_OPSET))
+            body_passes = PassRunner(body)
+            body_passes.run("fold-constants")
+            body_passes.run("dedupe-constants")
+            if conv_names:
+                body_passes.run("fp16-conv-weights", prefixes=tuple(f"model.{root}." for root in CONV_ROOTS), store=store)
+            body = body_passes.run("cleanup")
         phase("trace")
         proto = onnx.version_converter.convert_version(proto, EXPORT_OPSET)
         phase(f"opset-{EXPORT_OPSET}")
@@ -250,8 +283,10 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
         runner = PassRunner(graph, on_pass=phase)
         runner.run("fold-constants")
         runner.run("dedupe-constants")
-        if conv_names:
+        if conv_names and not dense_loop:
             runner.run("fp16-conv-weights", prefixes=tuple(f"model.{root}." for root in CONV_ROOTS), store=store)
+        if dense_loop:
+            runner.run("loop-dense-heads", body=body)
         runner.run("lower-attention", fused="ort" if target == "ort" else None)
         runner.run("lower-linears", plan=plan, target=target, store=store, constants=constants)
         bypass = [name for name, s in plan.items() if s.abits and s.special_bypass]
@@ -285,6 +320,7 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
             "num_special": str(cfg.patch_start_idx),
             "float_precision": float_precision,
             "conv_precision": conv_precision,
+            "dense_loop": str(bool(dense_loop)).lower(),
             "recipe_digest": recipe.digest if recipe is not None else "none",
             "recipe_method": json.dumps(recipe.method, sort_keys=True) if recipe is not None else "none",
             "passes": ",".join(applied),

@@ -137,6 +137,18 @@ def constant_dtype(const) -> int:
     return onnx.helper.np_dtype_to_tensor_dtype(np.asarray(values).dtype)
 
 
+def _graphs(graph):
+    """``graph`` and every subgraph (Loop/If/Scan bodies), depth first."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _graphs(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from _graphs(sub)
+
+
 class TensorStore:
     """Makes weight constants and writes them, inline or into one external-data file.
 
@@ -228,7 +240,7 @@ class TensorStore:
             return path
         if path != self.onnx_path:
             raise QvggtError(f"TensorStore was opened for {self.onnx_path}, not {path}")
-        tensors = list(model.graph.initializer)
+        tensors = [t for g in _graphs(model.graph) for t in g.initializer]  # Loop bodies too
         for tensor in tensors:
             if tensor.data_location != onnx.TensorProto.EXTERNAL and tensor.HasField("raw_data") \
                     and len(tensor.raw_data) >= EXTERNAL_MIN_BYTES:

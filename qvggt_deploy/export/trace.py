@@ -37,6 +37,8 @@ from qvggt_deploy.quant.fake import QuantLinear
 MARKER_DOMAIN = "qvggt"
 LINEAR_MARKER = "Linear"
 ATTENTION_MARKER = "Attention"
+DENSE_MARKER = "DenseHeads"
+DENSE_TAPS = 4  # the DPT heads read 4 aggregator layers
 
 # layer name -> module while an export view is active (custom-op arguments are tensors, strings
 # and numbers, so the op finds its module by name).
@@ -100,6 +102,37 @@ def _conv_shape(x, weight, stride, padding, dilation, groups, transposed) -> Lis
     return [x.shape[0], channels, *spatial]
 
 
+def dense_taps(model: nn.Module) -> Tuple[int, ...]:
+    """The aggregator layers both DPT heads read (they must agree)."""
+    taps = tuple(model.depth_head.intermediate_layer_idx)
+    if tuple(model.point_head.intermediate_layer_idx) != taps or len(taps) != DENSE_TAPS:
+        raise QvggtError(f"export: depth and point heads must read the same {DENSE_TAPS} layers")
+    return taps
+
+
+def _dense_shapes(images: torch.Tensor):
+    B, S, _, H, W = images.shape
+    return [(B, S, H, W, 1), (B, S, H, W), (B, S, H, W, 3), (B, S, H, W)]
+
+
+@torch.library.custom_op("qvggt::dense_heads", mutates_args=())
+def _dense_marker(t0: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor, t3: torch.Tensor,
+                  images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    if torch.onnx.is_in_onnx_export():
+        return tuple(images.new_empty(s) for s in _dense_shapes(images))
+    model = _ACTIVE["__model__"]
+    taps = dict(zip(dense_taps(model), (t0, t1, t2, t3)))
+    psi = model.aggregator.patch_start_idx
+    depth, depth_conf = model.depth_head._forward_frames(taps, images, psi)
+    points, points_conf = model.point_head._forward_frames(taps, images, psi)
+    return depth, depth_conf, points, points_conf
+
+
+@_dense_marker.register_fake
+def _(t0, t1, t2, t3, images):
+    return tuple(images.new_empty(s) for s in _dense_shapes(images))
+
+
 def _typed_like(y, x, last: int):
     try:
         sizes = list(x.type().varyingSizes())
@@ -134,7 +167,19 @@ def _register_symbolics() -> None:
         return g.op("ConvTranspose" if transposed else "Conv", *inputs, kernel_shape_i=kernel, strides_i=stride,
                     pads_i=list(padding) * 2, dilations_i=dilation, group_i=groups)
 
-    for name, fn in (("qvggt::linear", linear), ("qvggt::attention", attention), ("qvggt::conv", conv)):
+    @sh.parse_args("v", "v", "v", "v", "v")
+    def dense_heads(g, t0, t1, t2, t3, images):
+        outs = g.op(f"{MARKER_DOMAIN}::{DENSE_MARKER}", t0, t1, t2, t3, images, outputs=4)
+        try:
+            b, s, _, h, w = images.type().varyingSizes()
+            for out, channels in zip(outs, (1, None, 3, None)):
+                out.setType(images.type().with_sizes([b, s, h, w] + ([channels] if channels else [])))
+        except (RuntimeError, AttributeError, TypeError, ValueError):
+            pass
+        return outs
+
+    for name, fn in (("qvggt::linear", linear), ("qvggt::attention", attention), ("qvggt::conv", conv),
+                     ("qvggt::dense_heads", dense_heads)):
         register_custom_op_symbolic(name, fn, 1)
 
 
@@ -255,6 +300,8 @@ def export_view(model: nn.Module, height: int, width: int) -> Iterator[nn.Module
     rows, cols = height // p, width // p
     undo = []
     try:
+        _ACTIVE["__model__"] = model  # for the dense-heads marker
+        undo.append(lambda: _ACTIVE.pop("__model__", None))
         # Linears -> markers.
         for name, module in model.named_modules():
             if isinstance(module, (nn.Linear, QuantLinear)) and not name.startswith("track_head"):
@@ -305,23 +352,50 @@ def export_view(model: nn.Module, height: int, width: int) -> Iterator[nn.Module
 
 
 class VGGTExport(nn.Module):
-    """``images [S, 3, H, W]`` -> the five contract outputs, for tracing inside :func:`export_view`."""
+    """``images [S, 3, H, W]`` -> the five contract outputs, for tracing inside :func:`export_view`.
 
-    def __init__(self, model: nn.Module):
+    With ``dense_marker`` the two DPT heads become one ``qvggt.DenseHeads(taps..., images)`` marker
+    (the exporter then runs them frame by frame in a Loop, see ``passes/loop_dense_heads.py``).
+    """
+
+    def __init__(self, model: nn.Module, dense_marker: bool = False):
         super().__init__()
         for head in ("camera_head", "depth_head", "point_head"):
             if getattr(model, head, None) is None:
                 raise QvggtError(f"export needs the {head}; this model has it disabled")
         self.model = model
+        self.dense_marker = dense_marker
 
     def forward(self, images: torch.Tensor):
         m = self.model
         images = images.unsqueeze(0)
         tokens_list, patch_start_idx = m.aggregator(images)
         pose_enc = m.camera_head(tokens_list)[-1]
-        depth, depth_conf = m.depth_head._forward_frames(tokens_list, images, patch_start_idx)
-        points, points_conf = m.point_head._forward_frames(tokens_list, images, patch_start_idx)
+        if self.dense_marker:
+            taps = [tokens_list[i] for i in dense_taps(m)]
+            depth, depth_conf, points, points_conf = torch.ops.qvggt.dense_heads(*taps, images)
+        else:
+            depth, depth_conf = m.depth_head._forward_frames(tokens_list, images, patch_start_idx)
+            points, points_conf = m.point_head._forward_frames(tokens_list, images, patch_start_idx)
         return pose_enc, depth, depth_conf, points, points_conf
+
+
+class DenseHeadsFrame(nn.Module):
+    """The DPT heads on one frame: ``taps [1, 1, N, 2C] x 4, image [1, 1, 3, H, W]`` ->
+    ``depth [1,1,H,W,1], depth_conf [1,1,H,W], world_points [1,1,H,W,3], world_points_conf`` (the
+    body of the exporter's per-frame Loop)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, t0, t1, t2, t3, image):
+        m = self.model
+        taps = dict(zip(dense_taps(m), (t0, t1, t2, t3)))
+        psi = m.aggregator.patch_start_idx
+        depth, depth_conf = m.depth_head._forward_frames(taps, image, psi)
+        points, points_conf = m.point_head._forward_frames(taps, image, psi)
+        return depth, depth_conf, points, points_conf
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ _MODULES = (
     "qvggt_deploy.passes.cleanup",
     "qvggt_deploy.passes.fold_constants",
     "qvggt_deploy.passes.lower_attention",
+    "qvggt_deploy.passes.loop_dense_heads",
     "qvggt_deploy.passes.dedupe_constants",
     "qvggt_deploy.passes.fp16_conv_weights",
     "qvggt_deploy.passes.bypass_special_tokens",

@@ -24,3 +24,13 @@ def test_export_cli_errors(tmp_path, caplog):
     assert main(["export", "--preset", "micro", "--recipe", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.onnx")]) == 1
     assert "not a recipe folder" in caplog.text
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_export_cli_dense_loop_switch(tmp_path):
+    loops = {}
+    for flag in ([], ["--no-dense-loop"]):
+        out = tmp_path / f"m{len(flag)}.onnx"
+        assert main(["export", "--preset", "micro", *flag, "--out", str(out)]) == 0
+        ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+        loops[bool(flag)] = (ops.count("Loop"), read_metadata(out)["dense_loop"])
+    assert loops == {False: (1, "true"), True: (0, "false")}

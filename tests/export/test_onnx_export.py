@@ -68,7 +68,9 @@ def test_metadata_records_recipe_plan_and_passes(exports):
     meta = read_metadata(result.path)
     assert meta["recipe_digest"] == recipe.digest
     assert meta["target"] == "ort" and meta["ort_accuracy_level"] == "0"
-    assert meta["passes"].split(",") == ["fold-constants", "dedupe-constants", "lower-attention", "lower-linears", "int4-to-matmulnbits", "cleanup"]
+    assert meta["passes"].split(",") == ["fold-constants", "dedupe-constants", "loop-dense-heads", "lower-attention",
+                                         "lower-linears", "int4-to-matmulnbits", "cleanup"]
+    assert meta["dense_loop"] == "true"
     assert meta["tokens_per_frame"] == "21" and meta["height"] == str(H)
     plan = json.loads(meta["plan"])
     assert plan["aggregator.frame_blocks.0.attn.qkv"] == "w4a16"
@@ -159,7 +161,9 @@ def test_fp16_conv_weights_are_stored_half(exports):
     result, _, _ = exports("mixed")
     assert read_metadata(result.path)["conv_precision"] == "fp16"
     model = onnx.load(str(result.path))
-    init = {i.name: i for i in model.graph.initializer}
+    loops = [n for n in model.graph.node if n.op_type == "Loop"]
+    assert len(loops) == 1  # the DPT heads run frame by frame (ORT target): their weights live in the body
+    init = {i.name: i for g in (model.graph, loops[0].attribute[0].g) for i in g.initializer}
     head = [n for n in init if n.startswith("model.depth_head.") and n.endswith("weight_fp16")]
     assert head and all(init[n].data_type == onnx.TensorProto.FLOAT16 for n in head)
     assert init["model.aggregator.patch_embed.patch_embed.proj.weight"].data_type == onnx.TensorProto.FLOAT
