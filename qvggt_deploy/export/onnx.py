@@ -226,6 +226,9 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
         raise QvggtError("--ort-int8-activations/--ort-int4 apply to --target ort only")
     if target != "trt" and trt_plugin:
         raise QvggtError("--trt-plugin applies to --target trt only")
+    if dense_loop and target != "ort":
+        raise QvggtError("dense_loop is for --target ort (TensorRT plans the batched heads itself; "
+                         "its lint and memory model read the main graph only)")
     if calibration_graph and (target != "ort" or recipe is None):
         raise QvggtError("--calibration-graph needs --target ort and a --recipe (its token_filter layers)")
     if external_data not in ("auto", "always", "never"):

@@ -23,6 +23,8 @@ from qvggt_deploy.passes.registry import register_pass
 
 gs = lazy_import("onnx_graphsurgeon")
 
+SCOPE = "dense_heads"  # prefix of every name the pass creates or moves into the Loop body
+
 
 @register_pass("loop-dense-heads")
 def loop_dense_heads(graph, *, body):
@@ -47,6 +49,15 @@ def loop_dense_heads(graph, *, body):
     if unknown or len(body.outputs) != 4:
         raise QvggtError(f"loop-dense-heads: the body needs inputs among {sorted(slots)} (got unexpected "
                          f"{unknown}) and 4 outputs (has {len(body.outputs)})")
+    # The body was traced on its own, so its tensor and node names (``/Constant_output_0`` ...)
+    # repeat the main graph's with other values: a scope prefix keeps them apart (ORT resolves
+    # the inner name first, but graph tools that flatten names would mix them up).
+    for tensor in body.tensors().values():
+        if not tensor.name.startswith(f"{SCOPE}/"):
+            tensor.name = f"{SCOPE}/{tensor.name}"
+    for node in body.nodes:
+        node.name = f"{SCOPE}/{node.name}" if node.name else node.name
+    slot_of = {t.name: slots[t.name[len(SCOPE) + 1:]] for t in body.inputs}
     outer, results = list(marker.inputs), list(marker.outputs)
     marker.inputs.clear()
     marker.outputs.clear()
@@ -61,7 +72,7 @@ def loop_dense_heads(graph, *, body):
                    inputs=[it, gs.Constant("dense_heads/axis0", np.array([0], np.int64))], outputs=[index]),
            gs.Node("Identity", name="dense_heads/Identity_cond", inputs=[cond_in], outputs=[cond_out])]
     for dst in list(body.inputs):
-        k = slots[dst.name]
+        k = slot_of[dst.name]
         src = outer[k]
         frame = gs.Variable(f"dense_heads/frame_{k}", dtype=dst.dtype, shape=dst.shape)
         new.append(gs.Node("Gather", name=f"dense_heads/Gather_{k}", inputs=[src, index], outputs=[frame],

@@ -34,7 +34,8 @@ from qvggt_deploy.quant.awq import search_clip, search_scale
 from qvggt_deploy.quant.capture import capture_inputs
 from qvggt_deploy.quant.config import get_precision
 from qvggt_deploy.quant.objective import TaskWeights, reference, task_loss
-from qvggt_deploy.quant.recipe import LayerSpec, Recipe, apply_recipe, fold_scale_group, model_fingerprint, swap_layers
+from qvggt_deploy.quant.recipe import (LayerSpec, Recipe, apply_recipe, fold_scale_group, install_token_layout_hook,
+                                       model_fingerprint, swap_layers)
 from qvggt_deploy.quant.rtn import new_recipe
 from qvggt_deploy.quant.search import UnitSpec, act_scale_for, build_probe, inspected
 from qvggt_deploy.quant.stream import BlockInput, CalibStream
@@ -94,7 +95,9 @@ class CalibOptions:
 
 
 def unit_spec(opts: CalibOptions, precision: str) -> UnitSpec:
-    return UnitSpec(precision, opts.group, opts.act_granularity, opts.act_calib)
+    """Trial spec of a unit: with token filtering its trials bypass the special tokens, as the
+    deployed layers do (``special_bypass``), so every choice is scored on the deployed arithmetic."""
+    return UnitSpec(precision, opts.group, opts.act_granularity, opts.act_calib, special_bypass=opts.token_filter)
 
 
 def calibrate(model: nn.Module, scenes: List[torch.Tensor], opts: CalibOptions,
@@ -133,6 +136,7 @@ def calibrate(model: nn.Module, scenes: List[torch.Tensor], opts: CalibOptions,
         stream.advance(unit)
         logger.debug("unit %d/%d %s (%s)%s", index + 1, len(stream.units), unit.name, spec.precision,
                      " from the work folder" if cached is not None else "")
+    install_token_layout_hook(model)  # as apply_recipe does: a fresh run = a resumed run = an applied recipe
     if plan:
         recipe.extra["plan"] = {"units": dict(plan)}
     return recipe

@@ -22,7 +22,7 @@ from torch import nn
 
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
-from qvggt_deploy.quant.config import weight_bytes
+from qvggt_deploy.quant.config import get_precision, weight_bytes
 from qvggt_deploy.quant.targets import Unit
 
 logger = get_logger(__name__)
@@ -54,7 +54,7 @@ class Plan:
 def unit_costs(model: nn.Module, units: Sequence[Unit], options: Sequence[str], group: int
                ) -> Dict[str, Dict[str, int]]:
     """Bytes of each unit at each option. A Linear whose input width the group does not divide
-    stays fp16 whatever its unit's option (as calibration does)."""
+    falls back to fp16 under a quantized option (as calibration does)."""
     costs: Dict[str, Dict[str, int]] = {}
     for unit in units:
         costs[unit.name] = {}
@@ -63,8 +63,9 @@ def unit_costs(model: nn.Module, units: Sequence[Unit], options: Sequence[str], 
             for name in unit.linears:
                 lin = model.get_submodule(name)
                 fits = lin.in_features % group == 0
-                total += weight_bytes(lin.out_features, lin.in_features, opt if fits else "fp16",
-                                      group if fits else None)
+                # what calibration stores: a quantized option falls back to fp16, a float one stays itself
+                stored = opt if fits or not get_precision(opt).is_quantized else "fp16"
+                total += weight_bytes(lin.out_features, lin.in_features, stored, group if fits else None)
             costs[unit.name][opt] = int(math.ceil(total))
     return costs
 

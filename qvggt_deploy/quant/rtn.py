@@ -27,7 +27,8 @@ def rtn_recipe(model: nn.Module, precision: str = "w4a16", group: int = 128,
     """Quantize every candidate Linear with RTN at ``precision``/``group``.
 
     Layers whose input width is not a multiple of ``group`` (the camera head's 9-d pose
-    embedding) stay at ``fallback`` precision.
+    embedding) stay at ``fallback`` precision. INT8 activations (w8a8, w4a8) are dynamic per
+    token: RTN has no calibration data for static scales.
     """
     recipe = new_recipe(model, {"name": "rtn", "precision": precision, "group": group}, fingerprint)
     bits = LayerSpec(precision).wbits
@@ -38,5 +39,8 @@ def rtn_recipe(model: nn.Module, precision: str = "w4a16", group: int = 128,
         w = linear.weight.detach().float()
         scales = quantizer.compute_scales(w, bits, group)
         q = quantizer.quantize(w, scales, bits, group)
-        recipe.set_quantized(name, LayerSpec(precision, group=group, source="rtn"), q, scales)
+        spec = LayerSpec(precision, group=group, source="rtn")
+        if spec.abits:
+            spec = LayerSpec(precision, group=group, act_granularity="per_token", source="rtn")
+        recipe.set_quantized(name, spec, q, scales)
     return recipe

@@ -192,7 +192,7 @@ def trial_error(model: nn.Module, probe: Probe, layer: str, spec: UnitSpec, s: O
     """Probe error with ``layer`` quantized for candidate ``(s, clip)`` (and the task loss when
     ``task`` is given: ``(error, task_loss)``); the model is restored afterwards."""
     linear = model.get_submodule(layer)
-    act_scale = act_scale_for(spec, probe.rows if s is None else probe.rows / s, probe.row_weights, grid=20)
+    act_scale = act_scale_for(spec, probe.rows if s is None else probe.rows / s, probe.row_weights)
     if s is None:
         s = torch.ones(linear.in_features, device=linear.weight.device)
     trial = quantize_linear(linear, spec, clip, s, act_scale)

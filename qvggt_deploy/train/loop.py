@@ -102,8 +102,14 @@ def _save_state(path: Path, model, optimizer, step: int, cfg: TrainConfig) -> No
 def _read_log(path: Path, upto: int):
     if not path.exists():
         return []
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    return [line for line in lines if json.loads(line)["step"] <= upto]
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= upto:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):  # a line torn by a kill mid-write: resume without it
+            continue
+    return kept
 
 
 def full_state_dict(model: torch.nn.Module, preset: str, seed: int) -> Dict[str, torch.Tensor]:

@@ -66,3 +66,27 @@ def test_body_with_unknown_inputs_is_refused():
     body.inputs[0].name = "tokens"
     with pytest.raises(QvggtError, match="unexpected .*tokens"):
         get_pass("loop-dense-heads")(marker_graph(), body=body)
+
+
+def test_body_names_are_scoped_apart_from_the_main_graph():
+    body = body_graph()
+    main = marker_graph()
+    clash = gs.Constant("ones_0", np.zeros(1, np.float32))  # same name as a body constant
+    out = gs.Variable("extra", dtype=np.float32)
+    main.nodes.append(gs.Node("Identity", inputs=[clash], outputs=[out]))
+    main.outputs.append(out)
+    graph = get_pass("loop-dense-heads")(main, body=body)
+    loop = next(n for n in graph.nodes if n.op == "Loop")
+    inner = set(loop.attrs["body"].tensors())
+    assert "dense_heads/ones_0" in inner and "ones_0" not in inner
+    outer = {"t0", "t1", "t2", "t3", "images"}  # read from the enclosing scope by the Gathers
+    assert all(name.startswith("dense_heads/") for name in inner - outer)
+
+
+def test_trt_target_refuses_the_loop(tmp_path):
+    from qvggt_deploy.export.onnx import export_onnx
+    from qvggt_deploy.model import build_model
+
+    with pytest.raises(QvggtError, match="dense_loop is for --target ort"):
+        export_onnx(build_model("micro"), tmp_path / "m.onnx", height=56, width=56, target="trt", dense_loop=True)
+    assert not (tmp_path / "m.onnx").exists()

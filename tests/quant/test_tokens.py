@@ -66,3 +66,5 @@ def test_virtual_queries_leave_real_rows_exact():
         x2[:, 0] = extra[0]
         own = attention_with_virtual_queries(attn, x2, pos, extra)
         assert own.shape == (3, 14, 32)
+        assert torch.allclose(own[:, 9], own[:, 0], atol=1e-6)  # same query, same position, same keys
+        assert not torch.allclose(own[:, 10], own[:, 0], atol=1e-3)
