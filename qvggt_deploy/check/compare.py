@@ -12,8 +12,9 @@ Tolerance kinds:
 
 - ``exact``: the same computation on another runtime (PyTorch vs ORT, fake-quant vs the ORT QDQ
   graph in exact mode). Differences are fp32 reassociation, occasionally amplified through the
-  network when a rounding step (fp16, INT8) lands on the other side: elementwise
-  ``|a - b| <= atol + rtol |b|`` with atol 1e-4, rtol 1e-3 (confidences: rtol 1e-3 of values >= 1).
+  network when a rounding step (fp16, INT8) lands on the other side: Polygraphy's elementwise
+  rule, an element fails only when both ``|a - b| > atol`` and ``|a - b| > rtol |b|`` (it passes
+  within ``max(atol, rtol |b|)``), atol 1e-4, rtol 1e-3.
 - ``approx``: a different computation (int8 activations, TensorRT fp16): statistics and metrics
   are reported, nothing is gated.
 """
@@ -101,9 +102,16 @@ class CheckResult:
     def __bool__(self) -> bool:
         return all(bool(p) for p in self.pairs) and all(a["passed"] for a in self.agreement)
 
+    @property
+    def gated(self) -> bool:
+        """Whether anything was gated (an ``exact`` pair or a metric agreement): otherwise a
+        truthy result only means that nothing could fail."""
+        return any(p.passed is not None for p in self.pairs) or bool(self.agreement)
+
     def to_dict(self) -> Dict[str, Any]:
         return {
             "passed": bool(self),
+            "gated": self.gated,
             "samples": self.samples,
             "runners": self.runners,
             "inference_seconds": self.inference_seconds,

@@ -32,11 +32,12 @@ def _table(header: Sequence[str], rows: List[Sequence]) -> str:
 
 
 def markdown(result: CheckResult, title: str = "qvggt check", notes: Sequence[str] = ()) -> str:
-    parts = [f"# {title}", "", f"**{'PASSED' if result else 'FAILED'}** - {result.samples} samples; runners: "
+    status = "FAILED" if not result else "PASSED" if result.gated else "NOT GATED (no exact pair: statistics only)"
+    parts = [f"# {title}", "", f"**{status}** - {result.samples} samples; runners: "
              + ", ".join(f"`{n}`" for n in result.runners), ""]
     parts += [f"- {n}" for n in notes]
     parts += ["", "## Output differences (max over samples)", "",
-              "`exact` pairs are gated elementwise (|a-b| <= 1e-4 + 1e-3 |b|); `approx` pairs are reported only.", ""]
+              "`exact` pairs are gated elementwise (an element fails when |a-b| > 1e-4 and |a-b| > 1e-3 |b|); `approx` pairs are reported only.", ""]
     rows = []
     for p in result.pairs:
         for out in OUTPUT_NAMES:

@@ -12,6 +12,8 @@ from qvggt_deploy.log import get_logger
 
 logger = get_logger(__name__)
 
+REQUIRED_METADATA = ("height", "width", "preset", "recipe_digest", "target")  # what `qvggt export` writes
+
 NO_TENSORRT = ("--trt needs the tensorrt Python package, which is not installed here (TensorRT ships with "
                "JetPack on Jetson; on a desktop GPU: pip install tensorrt)")
 
@@ -81,6 +83,13 @@ class Check(Command):
                 rec = load_recipe(path)
                 recipes[rec.digest] = rec
         metas = {name: read_metadata(path) for name, path in files}
+        for (name, path), meta in zip(files, metas.values()):
+            missing = [k for k in REQUIRED_METADATA if k not in meta]
+            if missing:
+                raise QvggtError(f"{path}: not a qvggt export (metadata qvggt.{missing[0]} missing); "
+                                 f"make it with `qvggt export`")
+            if not (meta["height"].isdigit() and meta["width"].isdigit()):
+                raise QvggtError(f"{path}: bad qvggt.height/width metadata {meta['height']!r}x{meta['width']!r}")
         sizes = {(int(m["height"]), int(m["width"])) for m in metas.values()}
         if len(sizes) != 1:
             raise QvggtError(f"the --onnx files were exported for different sizes: {sorted(sizes)}")

@@ -28,3 +28,25 @@ def test_check_cli_errors_are_one_line(exports, tmp_path, caplog):
     caplog.clear()
     code = main(["check", "--preset", "tiny", "--onnx", str(w4.path), "--out", str(tmp_path)])
     assert code == 1 and "not --preset tiny" in caplog.text
+    caplog.clear()
+    import onnx
+    from onnx import TensorProto, helper
+
+    plain = tmp_path / "plain.onnx"  # a valid ONNX file that `qvggt export` did not write
+    graph = helper.make_graph([helper.make_node("Identity", ["images"], ["y"])], "g",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph), str(plain))
+    code = main(["check", "--preset", "micro", "--onnx", str(plain), "--out", str(tmp_path / "r")])
+    assert code == 1 and "not a qvggt export (metadata qvggt." in caplog.text and "Traceback" not in caplog.text
+
+
+def test_check_with_nothing_exact_says_not_gated(exports, tmp_path):
+    trt, _, recipe = exports("w4a16-trt")
+    recipe.save(tmp_path / "recipe")
+    out = tmp_path / "report"
+    code = main(["check", "--preset", "micro", "--recipe", str(tmp_path / "recipe"), "--onnx", f"trt={trt.path}",
+                 "--scenes", "1", "--frames", "2", "--out", str(out)])
+    doc = json.loads((out / "check.json").read_text())
+    assert code == 0 and doc["gated"] is False
+    assert "NOT GATED" in (out / "check.md").read_text() and "PASSED" not in (out / "check.md").read_text()
