@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -34,6 +35,15 @@ def run_cli(argv: List[str]) -> None:
     code = args._command.run(args)
     if code:
         raise QvggtError(f"qvggt {argv[0]} exited with status {code}")
+
+
+def _fresh(path: Path) -> None:
+    """Remove a stage's outputs from an earlier run into the same folder before the stage runs, so
+    the report never shows a result this run did not produce."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
 
 
 class Pipeline:
@@ -156,12 +166,14 @@ class Demo(Command):
         files = {n: onnx_dir / f"{n}.onnx" for n in exports if p.ok(f"export-{n}")}
 
         def lint(stage: Stage) -> None:
+            _fresh(out / "lint.json")
             try:
                 run_cli(["lint", *map(str, files.values()), "--json", str(out / "lint.json")])
             finally:
                 stage.artifacts["json"] = "lint.json"
 
         def check(stage: Stage) -> None:
+            _fresh(out / "check")
             ort_files = [f"{n}={f}" for n, f in files.items() if n != "w4a16-trt"]
             argv = ["check", "--preset", args.preset, "--scenes", str(args.check_scenes), "--frames", str(args.frames),
                     "--out", str(out / "check"), *threads]
@@ -176,6 +188,7 @@ class Demo(Command):
                 stage.artifacts = {"md": "check/check.md", "json": "check/check.json"}
 
         def bench(stage: Stage) -> None:
+            _fresh(out / "bench")
             argv = ["bench", "--backend", "ort", "--frames", str(args.frames), "--runs", str(args.bench_runs),
                     "--json", str(out / "bench" / "bench.json"), *threads]
             for n, f in files.items():
@@ -236,6 +249,7 @@ class Demo(Command):
         sections = [("Sensitivity (task-loss increase per unit)", "sensitivity.png", "sensitivity"),
                     ("Size, latency, peak memory (ONNX Runtime, CPU)", "bench/bench.png", "bench"),
                     ("Depth maps", "depth.png", "figures"), ("Point clouds", "points.png", "figures")]
+        # Stages delete their earlier outputs when they start (``_fresh``), so what exists is this run's.
         if p.ok("bench") or (out / "bench" / "bench.md").exists():
             md = out / "bench" / "bench.md"
             if md.exists():

@@ -31,3 +31,15 @@ def test_quick_demo_end_to_end(tmp_path):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--quick"]) == 0
     text = (tmp_path / "demo" / "README.md").read_text()
     assert "| check | ok |" in text and "| bench | ok |" in text
+
+
+def test_stage_outputs_of_an_earlier_run_are_removed(tmp_path):
+    from qvggt_deploy.cli.demo import _fresh
+
+    (tmp_path / "check").mkdir()
+    (tmp_path / "check" / "check.json").write_text('{"passed": true}')
+    (tmp_path / "lint.json").write_text("{}")
+    _fresh(tmp_path / "check")
+    _fresh(tmp_path / "lint.json")
+    _fresh(tmp_path / "never-made")
+    assert not (tmp_path / "check").exists() and not (tmp_path / "lint.json").exists()
