@@ -149,6 +149,16 @@ def _graphs(graph):
                     yield from _graphs(sub)
 
 
+def _save_or_clean(model, tmp: Path) -> None:
+    """``onnx.save_model`` to ``tmp``; a partial file is removed if it fails (disk full, kill)."""
+    try:
+        onnx.save_model(model, str(tmp))
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+
+
 class TensorStore:
     """Makes weight constants and writes them, inline or into one external-data file.
 
@@ -235,8 +245,11 @@ class TensorStore:
             if model.ByteSize() > 2_000_000_000:
                 raise QvggtError(f"{path}: the model is over 2 GB; export it with external data")
             tmp = path.with_name(f".{path.name}.tmp")
-            onnx.save_model(model, str(tmp))
+            _save_or_clean(model, tmp)
             os.replace(tmp, path)
+            stale = path.with_name(f"{path.name}.data")  # an earlier external export to the same name
+            if stale.exists():
+                stale.unlink()
             return path
         if path != self.onnx_path:
             raise QvggtError(f"TensorStore was opened for {self.onnx_path}, not {path}")
@@ -253,7 +266,11 @@ class TensorStore:
                     if entry.key == "location":
                         entry.value = self.data_name
         tmp = path.with_name(f".{path.name}.tmp")
-        onnx.save_model(model, str(tmp))
+        _save_or_clean(model, tmp)
+        # Never leave an old graph next to new data (it would read garbage at the old offsets):
+        # the old graph goes first, then the data, then the new graph.
+        if path.exists():
+            path.unlink()
         os.replace(self.data_tmp, path.with_name(self.data_name))
         os.replace(tmp, path)
         return path

@@ -51,3 +51,31 @@ def test_failed_store_leaves_nothing(tmp_path):
     store.add("big", np.zeros(4096, np.float32), stream=True)
     store.close()
     assert not list(tmp_path.iterdir())
+
+
+def _tiny_model(inits):
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [3])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [3])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y], inits)
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 21)])
+
+
+def test_inline_export_over_an_external_one_leaves_no_stale_data(tmp_path):
+    out = tmp_path / "m.onnx"
+    store = TensorStore(out, external=True)
+    c = store.add("big", np.zeros((64, 64), np.float32), stream=True)
+    store.save(_tiny_model([c._values.tensor]), out)
+    assert (tmp_path / "m.onnx.data").exists()
+    TensorStore(out, external=False).save(_tiny_model([]), out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_a_failed_save_leaves_no_temporary_graph(tmp_path, monkeypatch):
+    def boom(model, path, *a, **k):
+        open(path, "wb").write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(onnx, "save_model", boom)
+    with pytest.raises(OSError, match="disk full"):
+        TensorStore(tmp_path / "m.onnx", external=False).save(_tiny_model([]), tmp_path / "m.onnx")
+    assert not list(tmp_path.iterdir())
