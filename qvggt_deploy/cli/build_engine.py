@@ -27,6 +27,16 @@ def _custom_nodes(onnx_path: Path) -> Dict[str, int]:
     return counts
 
 
+def _check_target(onnx_path: Path) -> None:
+    """Refuse graphs exported for ONNX Runtime (MatMulNBits, fused attention: not TensorRT ops)."""
+    from qvggt_deploy.export.onnx import read_metadata
+
+    target = read_metadata(onnx_path).get("target")
+    if target is not None and target != "trt":
+        raise QvggtError(f"{onnx_path} was exported for ONNX Runtime (qvggt.target={target}); export the TensorRT "
+                         f"graph with `qvggt export --target trt [--trt-plugin]`")
+
+
 def _check_plugins(onnx_path: Path, plugin: Optional[Path]) -> None:
     """Refuse a graph with plugin nodes but no --plugin, and plugin nodes that break the contract."""
     custom = _custom_nodes(onnx_path)
@@ -106,6 +116,7 @@ class BuildEngine(Command):
         for path in onnx_paths:
             if not path.is_file():
                 raise QvggtError(f"{path}: ONNX file not found")
+            _check_target(path)
         weights = self._weights(profile, onnx_paths)
         plan = memory.plan(profile, weights)
         self._report(profile, plan, weights)

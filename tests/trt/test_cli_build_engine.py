@@ -35,3 +35,12 @@ def test_bad_profile_exit_1(tmp_path, caplog):
     bad.write_text("name: x\nframes: {min: 2, opt: 1, max: 4}\n")
     assert main(["build-engine", "--profile", str(bad), "--dry-run"]) == 1
     assert any("missing section 'device'" in r.getMessage() for r in caplog.records)
+
+
+def test_an_onnx_runtime_graph_is_refused(caplog):
+    from tests.micro_exports import get_export
+
+    ort_graph = get_export("fp32")[0].path
+    code = main(["build-engine", "--profile", str(ENGINES / "desktop-24gb.yaml"), "--onnx", str(ort_graph), "--dry-run"])
+    assert code == 1
+    assert any("exported for ONNX Runtime (qvggt.target=ort)" in r.getMessage() for r in caplog.records)
