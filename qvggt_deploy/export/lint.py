@@ -261,6 +261,11 @@ def _check_block_layout(g: _Graph, node, x: str, scale: str, attrs: dict, add, t
     axis = int(attrs.get("axis", 1)) % max(len(wshape), 1)
     if trt and axis < len(wshape) - 2:
         add("error", "int4-weights", node, f"blocking axis {axis}: TensorRT blocks only the last two dimensions")
+    feeds_b = any(c.op_type == "MatMul" and len(c.input) > 1 and c.input[1] == node.output[0]
+                  for c in g.consumers.get(node.output[0], []))
+    if feeds_b and len(wshape) == 2 and axis != 0:
+        add("error", "int4-weights", node, f"INT4 weight [K, N] of a MatMul blocked on axis {axis}; the W4A16 GEMM "
+            "(TensorRT's weight-only path, MatMulNBits, our plugin) needs blocks along K (axis 0)")
     want = list(wshape)
     want[axis] = -(-wshape[axis] // block)
     if sshape != want:

@@ -72,6 +72,14 @@ def test_bad_block_layout_and_nonpositive_scales():
     assert ("int4-weights", "fc/DequantizeLinear") in errors(m)
 
 
+def test_int4_blocked_along_n_is_refused():
+    nodes = [oh.make_node("DequantizeLinear", ["w", "s"], ["wd"], name="fc/DequantizeLinear", axis=1, block_size=G),
+             oh.make_node("MatMul", ["x", "wd"], ["y"], name="fc/MatMul")]
+    findings = lint_model(model(nodes, [int4_init(), f16("s", [K, N // G])]), target="trt").errors
+    assert [(f.rule, f.node) for f in findings] == [("int4-weights", "fc/DequantizeLinear")]
+    assert "blocks along K" in findings[0].message
+
+
 def test_matmul_without_the_fp16_cast_is_refused():
     m = good_w4a16(x_type=TP.FLOAT)  # fp32 activation into an fp16 dequantized weight
     assert ("precision", "fc/MatMul") in errors(m)
