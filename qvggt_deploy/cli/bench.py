@@ -30,7 +30,8 @@ class Bench(Command):
         parser.add_argument("--accuracy-level", type=int, default=0,
                             help="ort: session.qdq_matmulnbits_accuracy_level for QDQ files. Defaults to 0.")
         parser.add_argument("--no-arena", action="store_true",
-                            help="ort: disable ONNX Runtime's CPU memory arena (lower peak RSS, same results)")
+                            help="ort: disable ONNX Runtime's CPU memory arena (same results; on VGGT-1B the peak RSS "
+                                 "is higher without it, see backends/onnxrt/loader.py)")
         parser.add_argument("--arena-extend", default="power_of_two", choices=["power_of_two", "requested"],
                             help="ort: how the CPU arena grows (requested: less over-allocation). "
                                  "Defaults to power_of_two (ORT's default).")
@@ -62,14 +63,24 @@ class Bench(Command):
         if args.backend == "ort":
             if args.recipe:
                 raise QvggtError("--recipe is for --backend torch; export the recipe and pass --model")
+            from qvggt_deploy.export.onnx import read_metadata
+
+            shapes = {}
             for name, path in parse_named(args.model, "--model"):
                 if not path.is_file():
                     raise QvggtError(f"--model {name}: file not found: {path}")
+                meta = read_metadata(path)
+                shapes[name] = (meta.get("preset"), meta.get("height"), meta.get("width"))
                 variants.append(Variant(name, "ort", model=str(path), accuracy_level=args.accuracy_level,
                                         mem_arena=not args.no_arena, arena_extend=args.arena_extend))
+            if len(set(shapes.values())) > 1:  # ratios between different workloads mean nothing
+                raise QvggtError("the --model files were exported for different presets or sizes: "
+                                 + ", ".join(f"{n} {p} {h}x{w}" for n, (p, h, w) in shapes.items()))
         else:
             if args.model:
                 raise QvggtError("--model is for --backend ort")
+            if args.interleave:
+                raise QvggtError("--interleave is for --backend ort (torch variants are timed each in its own process)")
             from qvggt_deploy.model.presets import get_preset
 
             size = get_preset(args.preset).img_size

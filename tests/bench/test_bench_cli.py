@@ -40,3 +40,17 @@ def test_bench_interleaved(exports, tmp_path):
                  "--frames", "1", "--warmup", "0", "--runs", "2", "--threads", "1", "--interleave", "--json", str(out)]) == 0
     fp, q = json.loads(out.read_text())["results"]
     assert fp["timing"] == "interleaved" and len(q["latencies"]) == 2 and q["peak_rss_bytes"] > 0
+
+
+def test_bench_refuses_files_of_different_sizes_and_torch_interleave(exports, tmp_path, caplog):
+    from qvggt_deploy.export.onnx import export_onnx
+    from qvggt_deploy.model import build_model
+
+    fp32, _, _ = exports("fp32")  # 56x56
+    small = export_onnx(build_model("micro", seed=0), tmp_path / "small.onnx", height=42, width=42).path
+    code = main(["bench", "--backend", "ort", "--model", f"a={fp32.path}", "--model", f"b={small}",
+                 "--json", str(tmp_path / "b.json")])
+    assert code == 1 and "different presets or sizes" in caplog.text and not (tmp_path / "b.json").exists()
+    caplog.clear()
+    code = main(["bench", "--backend", "torch", "--preset", "micro", "--interleave", "--json", str(tmp_path / "t.json")])
+    assert code == 1 and "--interleave is for --backend ort" in caplog.text
