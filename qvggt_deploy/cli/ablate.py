@@ -53,6 +53,14 @@ class Ablate(Command):
         from qvggt_deploy.quant.targets import quant_units
         from qvggt_deploy.quant.workstore import WorkStore
 
+        fixed = [f"--{k.replace('_', '-')}" for k in ("no_smooth", "no_clip_search", "no_token_filter", "no_task_search")
+                 if getattr(args, k)]
+        fixed += ["--method"] if args.method != "qvggt" else []
+        fixed += ["--abits"] if args.abits else []
+        fixed += ["--wbits"] if args.wbits != 4 else []
+        if fixed:
+            raise QvggtError(f"qvggt ablate sets {', '.join(fixed)} itself, row by row (W4 rows; the a8 table adds "
+                             f"INT8 activations); leave them out")
         apply_threads(args.threads)
         wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
         rows = [r for r in ROWS if "all" in wanted or r.name in wanted or r.table in wanted]

@@ -37,6 +37,10 @@ def run_cli(argv: List[str]) -> None:
         raise QvggtError(f"qvggt {argv[0]} exited with status {code}")
 
 
+# Precisions of the demo's mixed plan; sensitivity must measure exactly these (calibrate checks).
+MIXED_OPTIONS = "fp16,w4a16"
+
+
 def _fresh(path: Path) -> None:
     """Remove a stage's outputs from an earlier run into the same folder before the stage runs, so
     the report never shows a result this run did not produce."""
@@ -129,7 +133,7 @@ class Demo(Command):
             stage.artifacts["random_weights"] = "no" if ckpt else "yes"
 
         def sensitivity(stage: Stage) -> None:
-            run_cli(["sensitivity", "--preset", args.preset, *data, "--group", str(args.group), "--precisions", "w4a16",
+            run_cli(["sensitivity", "--preset", args.preset, *data, "--group", str(args.group), "--precisions", MIXED_OPTIONS,
                      "--json", str(out / "sensitivity.json"), "--png", str(out / "sensitivity.png"), *threads])
             stage.artifacts = {"json": "sensitivity.json", "png": "sensitivity.png"}
 
@@ -151,7 +155,7 @@ class Demo(Command):
         p.run("model", model)
         p.run("sensitivity", sensitivity, needs=["model"])
         p.run("calibrate-w4a16", calibrate("w4a16", []), needs=["model"])
-        p.run("calibrate-mixed", calibrate("mixed", ["--avg-bits", str(args.avg_bits), "--mp-options", "fp16,w4a16",
+        p.run("calibrate-mixed", calibrate("mixed", ["--avg-bits", str(args.avg_bits), "--mp-options", MIXED_OPTIONS,
                                                      "--sensitivity", str(out / "sensitivity.json")]),
               needs=["sensitivity"])
         exports = {

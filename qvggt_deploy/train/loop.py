@@ -1,8 +1,10 @@
 """The training loop: AdamW, warmup + cosine LR, gradient clipping, atomic checkpoints, resume.
 
 Why resume is bit-exact: the state file holds model, optimizer, step and torch RNG state, the
-LR is a pure function of the step, and every batch is a pure function of (seed, step), so
-``train(steps=N)`` equals ``train(steps=k)`` followed by a resumed ``train(steps=N)``.
+LR and the curriculum are pure functions of (step, steps), and every batch is a pure function of
+(seed, step), so ``train(steps=N)`` equals ``train(steps=N, stop_at=k)`` followed by a resumed
+``train(steps=N)``. Resuming with another ``steps`` is allowed (to extend a run) but reshapes
+the LR schedule and curriculum from there on; a warning says so.
 
 Output folder layout:
 - ``state.pt``: resumable state (model + optimizer + step + RNG), rewritten every ``ckpt_every``.
@@ -158,6 +160,9 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
         if diff:
             raise QvggtError(f"{state_path}: written by a run with another config (saved, now): {diff}; "
                              f"use another --out or --no-resume")
+        if saved.get("steps", cfg.steps) != cfg.steps:
+            logger.warning("resuming a %d-step run as a %d-step run: the LR schedule and curriculum change from "
+                           "here on (not bit-identical to either run)", saved["steps"], cfg.steps)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])

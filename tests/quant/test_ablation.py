@@ -47,3 +47,11 @@ def test_cli_on_micro(tmp_path, monkeypatch):
     assert [r["name"] for r in result["rows"]] == ["fp32", "rtn"]
     assert result["rows"][1]["avg_bits"] < result["rows"][0]["avg_bits"]
     assert "| rtn |" in out.with_suffix(".md").read_text()
+
+
+def test_cli_refuses_switches_it_sets_per_row(tmp_path, caplog):
+    for extra in (["--method", "rtn"], ["--no-token-filter"], ["--abits", "8"], ["--wbits", "8"]):
+        caplog.clear()
+        assert main(["ablate", "--preset", "micro", *extra, "--out", str(tmp_path / "abl")]) == 1
+        assert "qvggt ablate sets" in caplog.text and extra[0] in caplog.text
+    assert not list(tmp_path.iterdir())
