@@ -53,8 +53,12 @@ class Calibrate(Command):
                     len(scenes), scenes[0].shape[1], opts.method, opts.precision, opts.group)
         budget_args = {"avg_bits": args.avg_bits, "max_weight_mb": args.max_weight_mb,
                        "mp_options": args.mp_options if (args.avg_bits or args.max_weight_mb) else None}
+        from qvggt_deploy.fileio import sha256_file
+
+        sens_digest = sha256_file(args.sensitivity) if getattr(args, "sensitivity", None) else None
         work = WorkStore(f"{args.out}.work", {"options": opts.to_json(), "budget": budget_args,
-                                              "fingerprint": fingerprint, "data": data_digest})
+                                              "fingerprint": fingerprint, "data": data_digest,
+                                              "sensitivity": sens_digest})  # another table, another plan
         plan = None
         if args.avg_bits is not None or args.max_weight_mb is not None:
             plan = plan_for(model, scenes, opts, args, work)
@@ -63,6 +67,9 @@ class Calibrate(Command):
         if plan:
             recipe.extra["plan"] = plan.to_json()
         recipe.extra["weight_bytes"] = recipe_bytes(recipe, shapes)
+        if plan and plan.budget is not None and recipe.extra["weight_bytes"] > plan.budget:
+            logger.warning("the recipe's Linear weights (%d bytes) exceed the budget (%d bytes): the plan's costs and "
+                           "calibration disagree", recipe.extra["weight_bytes"], plan.budget)
         recipe.extra["calibration"] = {"source": args.calib or "synthetic", "scenes": len(scenes),
                                        "frames": int(scenes[0].shape[1]), "seed": args.seed,
                                        "data_sha256": data_digest}  # no timings: the digest must be stable

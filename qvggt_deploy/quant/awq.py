@@ -12,7 +12,7 @@ scores the inspected module's output MSE; the model is restored after every tria
 RTN, so the search never does worse than RTN on its own objective.
 
 Clip search, per Linear: for every output channel and input group, the range ``r * absmax``
-(``r = 1, 1 - 1/n, ..., 1 - max_shrink``), chosen by coordinate descent over the groups to minimise
+(``r = 1, 1 - 1/n, ..., 1 - max_shrink + 1/n``, i.e. down to 0.55 by default), chosen by coordinate descent over the groups to minimise
 the whole output channel's error on sampled rows (llm-awq scores each group alone; see
 :func:`search_clip`).
 """
@@ -70,9 +70,10 @@ def search_scale(model: nn.Module, probe: Probe, layer: str, spec: UnitSpec, n_g
 @torch.no_grad()
 def search_clip(w: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor, bits: int, group: int,
                 n_grid: int = 20, max_shrink: float = 0.5, max_rows: int = 512, channel_batch: int = 256,
-                sweeps: int = 2, seed: int = 0) -> torch.Tensor:
+                sweeps: int = 2, seed: int = 0, base: float = 1.0) -> torch.Tensor:
     """Per-(output channel, group) clip ratios ``[N, K/group]`` for weight ``w [N, K]`` (already
-    smoothed) on input ``rows [T, K]``, exact fp16 scales.
+    smoothed) on input ``rows [T, K]``, exact fp16 scales, inside a layer clip ``base`` (the
+    weights are quantized with ``base * r``; the ratios ``r`` are returned).
 
     Unlike llm-awq's ``auto_clip_layer``, which scores each group by its own partial output
     error, a group's ratio is chosen to minimise the *whole* output channel's error given the
@@ -93,7 +94,7 @@ def search_clip(w: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor, bits
         n = wb.shape[0]
         wg = wb.reshape(n, G, group)
         # partial output errors e[r][t, n, g] of every candidate ratio
-        errs = torch.stack([torch.einsum("tgk,ngk->tng", x, quantizer.fake_quantize(wb, bits, group, clip=r)
+        errs = torch.stack([torch.einsum("tgk,ngk->tng", x, quantizer.fake_quantize(wb, bits, group, clip=base * r)
                                          .reshape(n, G, group) - wg) for r in steps])
         pick = torch.zeros(n, G, dtype=torch.long, device=w.device)
         total = errs[0].sum(-1)  # [T, n]: whole-channel error with every group at ratio 1

@@ -231,9 +231,9 @@ def _choose(model, probe, layer: str, spec: UnitSpec, opts: CalibOptions, task, 
     if opts.task_search:
         refine = None
         if opts.clip_search:
-            def refine(s: torch.Tensor) -> torch.Tensor:
+            def refine(s: torch.Tensor, base: float) -> torch.Tensor:
                 w = model.get_submodule(layer).weight.detach().float() * s[None, :]
-                return search_clip(w, probe.rows / s, probe.row_weights, spec.bits, spec.group, seed=seed)
+                return search_clip(w, probe.rows / s, probe.row_weights, spec.bits, spec.group, seed=seed, base=base)
         pick, finalists = search_group(model, probe, layer, spec, opts.search, task, task_float,
                                        smooth=opts.smooth and smooth, refine=refine)
         return (pick.s if pick.a > 0 else None), pick.effective_clip, {**pick.summary(), "finalists": len(finalists)}
@@ -253,7 +253,7 @@ def _quantize_layer(model, layer: str, spec: UnitSpec, opts: CalibOptions, rows,
     w = linear.weight.detach().float()
     clip_arg = clip
     if opts.clip_search and not torch.is_tensor(clip):  # a tensor: the search already refined it
-        clip_arg = clip * search_clip(w, rows, weights, spec.bits, spec.group, seed=seed)
+        clip_arg = clip * search_clip(w, rows, weights, spec.bits, spec.group, seed=seed, base=clip)
     scales = quantizer.compute_scales(w, spec.bits, spec.group, clip_arg)
     q = quantizer.quantize(w, scales, spec.bits, spec.group)
     act_scale = act_scale_for(spec, rows, weights)

@@ -73,7 +73,7 @@ class Candidate:
 @torch.no_grad()
 def search_group(model: nn.Module, probe: Probe, layer: str, spec: UnitSpec, opts: TaskSearchOptions,
                  task: Optional[Callable[[], float]] = None, task_float: Optional[float] = None,
-                 smooth: bool = True, refine: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+                 smooth: bool = True, refine: Optional[Callable[[torch.Tensor, float], torch.Tensor]] = None
                  ) -> Tuple[Candidate, List[Candidate]]:
     """Pick ``(a, clip)`` for the group feeding ``layer``; returns (pick, finalists).
 
@@ -82,7 +82,7 @@ def search_group(model: nn.Module, probe: Probe, layer: str, spec: UnitSpec, opt
             None (or ``top_m`` 0) for reconstruction only.
         task_float: the task loss with the group in float (the baseline of ``dtask``).
         smooth: search the exponent (False: ``a = 0`` only, a clip search).
-        refine: smoothing factors -> per-group clip ratios (the clip search); applied to the
+        refine: (smoothing factors, layer clip) -> per-group clip ratios inside that clip (the clip search); applied to the
             finalists before they are scored, so the heads judge what will be deployed.
     """
     x_mean = weighted_abs_mean(probe.rows, probe.row_weights)
@@ -99,7 +99,7 @@ def search_group(model: nn.Module, probe: Probe, layer: str, spec: UnitSpec, opt
     finalists = top + ([rtn] if not any(c is rtn for c in top) else [])
     if refine is not None:
         for c in finalists:
-            c.ratios = refine(c.s)
+            c.ratios = refine(c.s, c.clip)  # ratios inside the candidate's layer clip
             c.rec = trial_error(model, probe, layer, spec, c.s, c.effective_clip)
     if not heads:
         return min(finalists, key=lambda c: c.rec), finalists

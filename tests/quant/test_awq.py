@@ -70,3 +70,16 @@ def test_clip_search_never_worse_than_no_clip_on_biased_inputs():
     def err(clip):
         return float(((x @ (quantizer.fake_quantize(w, 4, 32, clip=clip) - w).T) ** 2).mean())
     assert err(ratios) <= err(1.0)
+
+
+def test_clip_search_inside_a_layer_clip_never_loses_to_that_clip():
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(8, 128, generator=g)
+    x = torch.randn(400, 128, generator=g).abs() + 1.0
+    base = 0.9
+    ratios = search_clip(w, x, torch.ones(400), 4, 32, base=base)
+
+    def err(clip):
+        return float(((x @ (quantizer.fake_quantize(w, 4, 32, clip=clip) - w).T) ** 2).mean())
+    assert err(base * ratios) <= err(base)
+    assert not torch.equal(ratios, search_clip(w, x, torch.ones(400), 4, 32))  # tuned for the clip it runs in
