@@ -191,10 +191,12 @@ def format_markdown(result: Dict, settings: Dict) -> str:
                          f" | {r['linear_mb']:.3f} | {r['avg_bits']:.2f} | {r['model_mb']:.2f} | "
                          f"{r['calib_seconds']:.0f} |")
         lines.append("")
-    if result.get("checks"):
-        lines += ["## Acceptance (QVGGT vs FP32 and RTN)", ""]
-        lines += [f"- [{'x' if ok else ' '}] {name}" for name, ok in result["checks"].items()]
-        lines.append("")
+    for key, what in (("checks", "QVGGT (`qvggt` row, with its mixed-precision plan)"),
+                      ("checks_w4", "QVGGT with every block at W4A16 (`qvggt-w4` row)")):
+        if result.get(key):
+            lines += [f"## Acceptance: {what} vs FP32 and RTN", ""]
+            lines += [f"- [{'x' if ok else ' '}] {name}" for name, ok in result[key].items()]
+            lines.append("")
     if result.get("plan"):
         p = result["plan"]
         counts = {}
@@ -205,7 +207,12 @@ def format_markdown(result: Dict, settings: Dict) -> str:
                   + ", ".join(f"{n} unit(s) {k}" for k, n in sorted(counts.items())) + ": "
                   + ", ".join(f"{u.replace('aggregator.', '')} {prec}" for u, prec in p["units"].items()
                               if prec != "w4a16"), ""]
-    lines.append("Deltas in parentheses are vs FP32 (relative % for AbsRel, Chamfer and consistency). "
+    spread = ""
+    if fp is not None and fp.get("chamfer"):
+        worst = max(abs(r["metrics"]["chamfer"] / fp["chamfer"] - 1) for r in rows)
+        spread = f"largest Chamfer change of any row: {100 * worst:.3f}%; "
+    lines.append("Deltas in parentheses are vs FP32 (relative % for AbsRel, Chamfer and consistency; "
+                 f"{spread}the JSON has full precision). "
                  "Paired dAUC: mean over scenes of (row - FP32) AUC@30 per scene, +- its standard error: "
                  "how much of an AUC difference is noise of the evaluation set.")
     return "\n".join(lines) + "\n"
