@@ -37,7 +37,8 @@ def markdown(result: CheckResult, title: str = "qvggt check", notes: Sequence[st
              + ", ".join(f"`{n}`" for n in result.runners), ""]
     parts += [f"- {n}" for n in notes]
     parts += ["", "## Output differences (max over samples)", "",
-              "`exact` pairs are gated elementwise (an element fails when |a-b| > 1e-4 and |a-b| > 1e-3 |b|); `approx` pairs are reported only.", ""]
+              "`exact` pairs are gated elementwise (an element fails when |a-b| > 1e-4 and |a-b| > 1e-3 |b|); "
+              "`approx` pairs are reported only.", ""]
     rows = []
     for p in result.pairs:
         for out in OUTPUT_NAMES:

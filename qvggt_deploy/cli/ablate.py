@@ -53,8 +53,8 @@ class Ablate(Command):
         from qvggt_deploy.quant.targets import quant_units
         from qvggt_deploy.quant.workstore import WorkStore
 
-        fixed = [f"--{k.replace('_', '-')}" for k in ("no_smooth", "no_clip_search", "no_token_filter", "no_task_search")
-                 if getattr(args, k)]
+        switches = ("no_smooth", "no_clip_search", "no_token_filter", "no_task_search")
+        fixed = [f"--{k.replace('_', '-')}" for k in switches if getattr(args, k)]
         fixed += ["--method"] if args.method != "qvggt" else []
         fixed += ["--abits"] if args.abits else []
         fixed += ["--wbits"] if args.wbits != 4 else []

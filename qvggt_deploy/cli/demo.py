@@ -133,7 +133,8 @@ class Demo(Command):
             stage.artifacts["random_weights"] = "no" if ckpt else "yes"
 
         def sensitivity(stage: Stage) -> None:
-            run_cli(["sensitivity", "--preset", args.preset, *data, "--group", str(args.group), "--precisions", MIXED_OPTIONS,
+            run_cli(["sensitivity", "--preset", args.preset, *data, "--group", str(args.group),
+                     "--precisions", MIXED_OPTIONS,
                      "--json", str(out / "sensitivity.json"), "--png", str(out / "sensitivity.png"), *threads])
             stage.artifacts = {"json": "sensitivity.json", "png": "sensitivity.png"}
 

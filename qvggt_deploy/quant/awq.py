@@ -12,9 +12,9 @@ scores the inspected module's output MSE; the model is restored after every tria
 RTN, so the search never does worse than RTN on its own objective.
 
 Clip search, per Linear: for every output channel and input group, the range ``r * absmax``
-(``r = 1, 1 - 1/n, ..., 1 - max_shrink + 1/n``, i.e. down to 0.55 by default), chosen by coordinate descent over the groups to minimise
-the whole output channel's error on sampled rows (llm-awq scores each group alone; see
-:func:`search_clip`).
+(``r = 1, 1 - 1/n, ..., 1 - max_shrink + 1/n``, i.e. down to 0.55 by default), chosen by
+coordinate descent over the groups to minimise the whole output channel's error on sampled rows
+(llm-awq scores each group alone; see :func:`search_clip`).
 """
 from __future__ import annotations
 

@@ -82,8 +82,9 @@ def search_group(model: nn.Module, probe: Probe, layer: str, spec: UnitSpec, opt
             None (or ``top_m`` 0) for reconstruction only.
         task_float: the task loss with the group in float (the baseline of ``dtask``).
         smooth: search the exponent (False: ``a = 0`` only, a clip search).
-        refine: (smoothing factors, layer clip) -> per-group clip ratios inside that clip (the clip search); applied to the
-            finalists before they are scored, so the heads judge what will be deployed.
+        refine: (smoothing factors, layer clip) -> per-group clip ratios inside that clip (the clip
+            search); applied to the finalists before they are scored, so the heads judge what will
+            be deployed.
     """
     x_mean = weighted_abs_mean(probe.rows, probe.row_weights)
     exponents = [i / opts.grid for i in range(opts.grid)] if smooth else [0.0]
