@@ -39,9 +39,9 @@ class Export(Command):
                             help="ort: MatMulNBits accuracy_level 4 (int8 activations; faster, not exact)")
         parser.add_argument("--ort-int4", choices=["matmulnbits", "qdq"], default="matmulnbits",
                             help="ort: INT4 as MatMulNBits or left as QDQ (fused by ORT at load). Defaults to matmulnbits.")
-        parser.add_argument("--no-dense-loop", action="store_true",
-                            help="ort: keep the DPT heads batched over frames instead of a per-frame Loop "
-                                 "(more activation memory)")
+        parser.add_argument("--dense-loop", action="store_true",
+                            help="ort: run the DPT heads frame by frame in an ONNX Loop (experimental: on ORT 1.32 "
+                                 "it raised VGGT-1B's peak RSS at 2 frames; see docs/export.md)")
         parser.add_argument("--trt-plugin", action="store_true", help="trt: INT4 GEMMs as W4A16 plugin nodes")
         parser.add_argument("--calibration-graph", action="store_true",
                             help="ort: float activations plus one <layer>.calib_input output per token-filtered layer "
@@ -67,7 +67,7 @@ class Export(Command):
                              conv_precision=args.conv_precision, ort_int8_activations=args.ort_int8_activations,
                              ort_int4=args.ort_int4, trt_plugin=args.trt_plugin,
                              calibration_graph=args.calibration_graph, external_data=args.external_data,
-                             dense_loop=False if args.no_dense_loop else None,
+                             dense_loop=args.dense_loop,
                              free_weights=True)  # the model was loaded for this export only
         files = f"{result.path}" + (f" + {result.data_path.name}" if result.data_path else "")
         print(f"{files}: {result.bytes / 1e6:.1f} MB, {sum(result.op_counts.values())} nodes, "

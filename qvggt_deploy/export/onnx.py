@@ -173,7 +173,7 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
                 frames: int = 1, float_precision: str = "fp32", ort_int8_activations: bool = False,
                 ort_int4: str = "matmulnbits", trt_plugin: bool = False, conv_precision: str = "fp32",
                 calibration_graph: bool = False, external_data: str = "auto",
-                free_weights: bool = False, dense_loop: Optional[bool] = None) -> ExportResult:
+                free_weights: bool = False, dense_loop: bool = False) -> ExportResult:
     """Export ``model`` (a VGGT) to ONNX for one input size and a dynamic frame count.
 
     Args:
@@ -202,9 +202,9 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
             extra output ``<layer>.calib_input`` (special rows replaced by ``comp.<layer>``, see
             the ``drop-filtered-tokens`` pass). ``--target ort`` only. Defaults to False.
         external_data (str): "auto" (external above ~1.8 GB), "always" or "never". Defaults to "auto".
-        dense_loop (bool, optional): run the DPT heads frame by frame in a Loop (their activation
-            memory is then one frame's; see ``passes/loop_dense_heads.py``). Defaults to True for
-            ``--target ort`` and False for TensorRT (whose builder plans the batch itself).
+        dense_loop (bool): run the DPT heads frame by frame in a Loop (``--target ort``; see
+            ``passes/loop_dense_heads.py``). Off by default: on ONNX Runtime 1.32 it *raised*
+            VGGT-1B's peak RSS at 2 frames (W4A16 2.00 -> 2.69 GB). Defaults to False.
         free_weights (bool): write the float Linear weights before tracing and release every
             Linear weight from ``model`` (the trace never reads them; VGGT-1B's peak memory drops
             by the 4.5 GB they take). The model is unusable afterwards. Defaults to False.
@@ -265,7 +265,6 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
             for name in plan:
                 model.get_submodule(name).weight = None
             phase("write-float-weights")
-        dense_loop = target == "ort" if dense_loop is None else dense_loop
         logger.info("tracing %s at %dx%d (%d frames, dynamic)", cfg.name, height, width, frames)
         proto = trace_to_onnx(model, height, width, frames, dense_marker=dense_loop)
         body = None

@@ -28,9 +28,9 @@ def test_export_cli_errors(tmp_path, caplog):
 
 def test_export_cli_dense_loop_switch(tmp_path):
     loops = {}
-    for flag in ([], ["--no-dense-loop"]):
+    for flag in (["--dense-loop"], []):
         out = tmp_path / f"m{len(flag)}.onnx"
         assert main(["export", "--preset", "micro", *flag, "--out", str(out)]) == 0
         ops = [n.op_type for n in onnx.load(str(out)).graph.node]
         loops[bool(flag)] = (ops.count("Loop"), read_metadata(out)["dense_loop"])
-    assert loops == {False: (1, "true"), True: (0, "false")}
+    assert loops == {True: (1, "true"), False: (0, "false")}

@@ -68,9 +68,9 @@ def test_metadata_records_recipe_plan_and_passes(exports):
     meta = read_metadata(result.path)
     assert meta["recipe_digest"] == recipe.digest
     assert meta["target"] == "ort" and meta["ort_accuracy_level"] == "0"
-    assert meta["passes"].split(",") == ["fold-constants", "dedupe-constants", "loop-dense-heads", "lower-attention",
-                                         "lower-linears", "int4-to-matmulnbits", "cleanup"]
-    assert meta["dense_loop"] == "true"
+    assert meta["passes"].split(",") == ["fold-constants", "dedupe-constants", "lower-attention", "lower-linears",
+                                         "int4-to-matmulnbits", "cleanup"]
+    assert meta["dense_loop"] == "false"
     assert meta["tokens_per_frame"] == "21" and meta["height"] == str(H)
     plan = json.loads(meta["plan"])
     assert plan["aggregator.frame_blocks.0.attn.qkv"] == "w4a16"
@@ -161,10 +161,8 @@ def test_fp16_conv_weights_are_stored_half(exports):
     result, _, _ = exports("mixed")
     assert read_metadata(result.path)["conv_precision"] == "fp16"
     model = onnx.load(str(result.path))
-    loops = [n for n in model.graph.node if n.op_type == "Loop"]
-    assert len(loops) == 1  # the DPT heads run frame by frame (ORT target): their weights live in the body
-    init = {i.name: i for g in (model.graph, loops[0].attribute[0].g) for i in g.initializer}
-    head = [n for n in init if n.startswith("dense_heads/model.depth_head.") and n.endswith("weight_fp16")]
+    init = {i.name: i for i in model.graph.initializer}
+    head = [n for n in init if n.startswith("model.depth_head.") and n.endswith("weight_fp16")]
     assert head and all(init[n].data_type == onnx.TensorProto.FLOAT16 for n in head)
     assert init["model.aggregator.patch_embed.patch_embed.proj.weight"].data_type == onnx.TensorProto.FLOAT
 
@@ -214,12 +212,24 @@ def test_free_weights_gives_the_same_graph(exports, tmp_path, images, quantized)
         np.testing.assert_array_equal(u, v)
 
 
-def test_graphsurgeon_round_trip_keeps_the_dense_loop_exact(exports):
-    """Graph tools that re-import the file (Polygraphy surgeon, our own passes) see one name per
-    tensor: the Loop body's names are scoped apart from the main graph's."""
+@pytest.mark.parametrize("quantized", [False, True])
+def test_dense_loop_export_is_exact_and_survives_a_graphsurgeon_round_trip(tmp_path, quantized):
+    """The per-frame Loop computes the batched heads' values (fp32 and W4A16, 1 and 3 frames), and
+    graph tools that re-import the file (Polygraphy surgeon, our passes) see one name per tensor:
+    the Loop body's names are scoped apart from the main graph's."""
     import onnx_graphsurgeon as gs
 
-    result, ref, _ = exports("fp32")
+    from qvggt_deploy.quant.recipe import apply_recipe
+
+    model = micro_model()
+    recipe = rtn_recipe(model, "w4a16", 32) if quantized else None
+    result = export_onnx(micro_model(), tmp_path / "m.onnx", height=H, width=W, recipe=recipe, dense_loop=True)
+    ref = apply_recipe(micro_model(), recipe) if quantized else model
+    assert [n.op_type for n in onnx.load(str(result.path)).graph.node].count("Loop") == 1
+    for frames in (1, 3):
+        images = torch.rand(frames, 3, H, W, generator=torch.Generator().manual_seed(frames))
+        errors = max_err(*run_both(result, ref, images))
+        assert max(errors.values()) < 1e-4, errors
     graph = gs.import_onnx(onnx.load(str(result.path)))
     model = gs.export_onnx(graph.cleanup().toposort())
     images = torch.rand(2, 3, H, W, generator=torch.Generator().manual_seed(7))
