@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+LOAD_AT_START = os.getloadavg()[0]  # recorded in the report: the machine may be shared
 sys.path.insert(0, str(ROOT))
 PY = sys.executable
 
@@ -151,7 +152,7 @@ def main() -> int:
     (out / "vggt1b_ort.json").write_text(json.dumps(doc, indent=2) + "\n")
     lines = [f"# VGGT-1B on ONNX Runtime (CPU), {args.frames} frames at {args.size}x{args.size}", "",
              f"Random weights (seed 0). `benchmarks/vggt1b_ort.py`, wall time {wall / 60:.1f} min on "
-             f"{os.cpu_count()} cores shared with other jobs; {args.threads} ORT threads, warm-up {args.warmup}, "
+             f"{os.cpu_count()} cores (load average {LOAD_AT_START:.1f} at the start); {args.threads} ORT threads, warm-up {args.warmup}, "
              f"{args.runs} timed runs per variant, interleaved in one process (peak RSS: one fresh process per "
              f"variant).", "", "## Steps", "",
              "| step | seconds | peak RSS (GB) |", "|---|---|---|"]
