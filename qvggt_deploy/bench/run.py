@@ -54,13 +54,7 @@ def measure(variant: Variant, frames: int, warmup: int, runs: int, threads: Opti
     if threads:
         cmd += ["--threads", str(threads)]
     logger.info("bench %s: %s", variant.label, " ".join(cmd[3:]))
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise QvggtError(f"bench {variant.label}: no result within {timeout:.0f} s") from None
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise QvggtError(f"bench {variant.label} failed (exit {proc.returncode}): {' | '.join(tail)}")
+    proc = _run_worker(cmd, f"bench {variant.label}", timeout)
     try:
         result = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError) as exc:
@@ -70,6 +64,18 @@ def measure(variant: Variant, frames: int, warmup: int, runs: int, threads: Opti
     logger.info("bench %s: median %.3f s, p90 %.3f s, peak RSS %.2f GB", variant.label, result["median"],
                 result["p90"], result["peak_rss_bytes"] / 1e9)
     return result
+
+
+def _run_worker(cmd: List[str], what: str, timeout: float) -> subprocess.CompletedProcess:
+    """Run a worker process; one-line QvggtError on a timeout or a failure (its last stderr lines)."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise QvggtError(f"{what}: no result within {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise QvggtError(f"{what} failed (exit {proc.returncode}): {' | '.join(tail)}")
+    return proc
 
 
 def with_ratios(results: List[Dict[str, Any]], baseline: int = 0) -> List[Dict[str, Any]]:
@@ -97,12 +103,6 @@ def measure_interleaved(variants: List[Variant], frames: int, warmup: int, runs:
     if threads:
         cmd += ["--threads", str(threads)]
     logger.info("bench (interleaved): %s", ", ".join(v.label for v in variants))
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise QvggtError(f"interleaved bench: no result within {timeout:.0f} s") from None
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise QvggtError(f"interleaved bench failed (exit {proc.returncode}): {' | '.join(tail)}")
+    proc = _run_worker(cmd, "interleaved bench", timeout)
     by_path = json.loads(proc.stdout.strip().splitlines()[-1])["interleaved"]
     return {v.label: by_path[str(v.model)] for v in variants}

@@ -120,11 +120,15 @@ def _dense_marker(t0: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor, t3: torc
                   images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     if torch.onnx.is_in_onnx_export():
         return tuple(images.new_empty(s) for s in _dense_shapes(images))
-    model = _ACTIVE["__model__"]
-    taps = dict(zip(dense_taps(model), (t0, t1, t2, t3)))
+    return run_dense_heads(_ACTIVE["__model__"], (t0, t1, t2, t3), images)
+
+
+def run_dense_heads(model: nn.Module, taps, images: torch.Tensor):
+    """Both DPT heads on the 4 tapped aggregator layers: (depth, depth_conf, points, points_conf)."""
+    by_layer = dict(zip(dense_taps(model), taps))
     psi = model.aggregator.patch_start_idx
-    depth, depth_conf = model.depth_head._forward_frames(taps, images, psi)
-    points, points_conf = model.point_head._forward_frames(taps, images, psi)
+    depth, depth_conf = model.depth_head._forward_frames(by_layer, images, psi)
+    points, points_conf = model.point_head._forward_frames(by_layer, images, psi)
     return depth, depth_conf, points, points_conf
 
 
@@ -390,12 +394,7 @@ class DenseHeadsFrame(nn.Module):
         self.model = model
 
     def forward(self, t0, t1, t2, t3, image):
-        m = self.model
-        taps = dict(zip(dense_taps(m), (t0, t1, t2, t3)))
-        psi = m.aggregator.patch_start_idx
-        depth, depth_conf = m.depth_head._forward_frames(taps, image, psi)
-        points, points_conf = m.point_head._forward_frames(taps, image, psi)
-        return depth, depth_conf, points, points_conf
+        return run_dense_heads(self.model, (t0, t1, t2, t3), image)
 
 
 @contextlib.contextmanager
