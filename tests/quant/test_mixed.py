@@ -79,3 +79,11 @@ def test_make_plan_needs_measurements(micro):
     units = quant_units(micro)
     with pytest.raises(QvggtError, match="no sensitivity"):
         make_plan(micro, units, {}, 10 ** 9, 32)
+
+
+def test_costs_of_a_float_option_are_its_own_bytes(micro):
+    """A Linear the group does not divide falls back to fp16 under a quantized option only; under
+    fp32 it is stored fp32, and the knapsack must pay for that."""
+    units = [u for u in quant_units(micro) if u.name == "camera_head.embed_pose"]
+    costs = unit_costs(micro, units, ["fp32", "fp16", "w4a16"], 32)["camera_head.embed_pose"]
+    assert costs["fp32"] == 2 * costs["fp16"] and costs["w4a16"] == costs["fp16"]
