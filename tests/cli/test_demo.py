@@ -24,7 +24,7 @@ def test_run_cli_raises_on_failure(tmp_path):
         run_cli(["lint", str(tmp_path / "missing.onnx")])
 
 
-@pytest.mark.slow(reason="the whole pipeline: calibrations, five exports, check and bench (~6 min on 2 cores)")
+@pytest.mark.slow(reason="the whole pipeline: calibrations, five exports, check and bench (30 s on 2 idle cores, minutes on a loaded machine)")
 def test_quick_demo_end_to_end(tmp_path):
     from qvggt_deploy.cli.main import main
 
