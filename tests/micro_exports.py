@@ -58,7 +58,8 @@ _CACHE = {}
 def get_export(name: str):
     """(ExportResult, reference torch model computing the same thing, recipe or None) for one of
     ``fp32``, ``w4a16``, ``mixed`` with optional suffixes ``-trt``, ``-ext`` (external data),
-    ``-int8`` (ORT int8 activations), ``-qdq`` (INT4 left as QDQ)."""
+    ``-int8`` (ORT int8 activations, qgemm kernel; ``-int8nbits``: MatMulNBits level 4),
+    ``-qdq`` (INT4 left as QDQ)."""
     global _ROOT
     from qvggt_deploy.export.onnx import export_onnx
     from qvggt_deploy.quant.recipe import apply_recipe
@@ -79,6 +80,7 @@ def get_export(name: str):
             kwargs["external_data"] = "always"
         if "-int8" in name:
             kwargs["ort_int8_activations"] = True
+            kwargs["ort_int8_kernel"] = "matmulnbits" if "-int8nbits" in name else "qgemm"
         if name.endswith("-qdq") or name == "mixed":  # mixed also covers INT4 left as QDQ
             kwargs["ort_int4"] = "qdq"
         if name == "mixed":  # ... and fp16 DPT conv weights

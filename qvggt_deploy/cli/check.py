@@ -121,7 +121,7 @@ class Check(Command):
                 raise QvggtError(f"{path} was exported from preset {meta.get('preset')!r}, not --preset {args.preset}")
             ref = torch_reference(meta["recipe_digest"], meta.get("conv_precision", "fp32"))
             exact = meta["target"] == "ort" and meta.get("ort_accuracy_level", "0") in ("0", "session") \
-                and meta.get("float_precision", "fp32") == "fp32"
+                and meta.get("ort_int8_kernel", "none") == "none" and meta.get("float_precision", "fp32") == "fp32"
             runner = OrtRunner(SessionFromOnnx(path, accuracy_level=0, threads=args.threads), name=f"ort-{name}")
             runners.append(runner)
             comparisons.append(Comparison(runner.name, ref.name, "exact" if exact else "approx"))
@@ -147,7 +147,8 @@ class Check(Command):
         notes = [f"preset {args.preset}, {height}x{width}, {args.frames} frames per scene, held-out generated scenes "
                  f"(seed offset {args.seed})"]
         notes += [f"`ort-{n}`: {p} (target {metas[n]['target']}, recipe {metas[n]['recipe_digest']}, "
-                  f"accuracy level {metas[n].get('ort_accuracy_level', '-')}, passes {metas[n].get('passes')})"
+                  f"accuracy level {metas[n].get('ort_accuracy_level', '-')}, int8 kernel "
+                  f"{metas[n].get('ort_int8_kernel', 'none')}, passes {metas[n].get('passes')})"
                   for n, p in files]
         paths = write_report(result, args.out, extra={"files": {n: str(p) for n, p in files},
                                                      "metadata": metas}, notes=notes)

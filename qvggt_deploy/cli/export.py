@@ -17,8 +17,9 @@ class Export(Command):
     plan folded in as QDQ (INT4 blocked DequantizeLinear on constant weights at opset 21, INT8 Q/DQ
     on activations where the plan quantizes them, special tokens bypassing activation quantizers).
     --target trt: strongly typed QDQ with fp16 Casts around the quantized/fp16 layers (optionally
-    the W4A16 plugin). --target ort: exact fp32 emulation, INT4 as MatMulNBits (accuracy level 0;
-    --ort-int8-activations for level 4). Weights go to one external .data file above ~1.8 GB.
+    the W4A16 plugin). --target ort: exact fp32 emulation, INT4 as MatMulNBits (accuracy level 0),
+    the DPT heads' full-resolution tail in row bands; --ort-int8-activations for int8 activations
+    (--ort-int8-kernel). Weights go to one external .data file above ~1.8 GB.
     The recipe digest and the passes applied are recorded in the file's metadata (qvggt.*).
     """
 
@@ -36,7 +37,12 @@ class Export(Command):
         parser.add_argument("--conv-precision", choices=["fp32", "fp16"], default="fp32",
                             help="DPT head conv weights stored in fp16 (computed in fp32). Defaults to fp32.")
         parser.add_argument("--ort-int8-activations", action="store_true",
-                            help="ort: MatMulNBits accuracy_level 4 (int8 activations; faster, not exact)")
+                            help="ort: INT4 layers with int8 activations (faster, not exact; see --ort-int8-kernel)")
+        parser.add_argument("--ort-int8-kernel", choices=["qgemm", "matmulnbits"], default="qgemm",
+                            help="ort, with --ort-int8-activations: qgemm = DynamicQuantizeMatMul on int8 weights "
+                                 "re-gridded per channel when the session loads (file keeps INT4), activations "
+                                 "quantized per tensor; matmulnbits = MatMulNBits accuracy_level 4 (INT4 weights, "
+                                 "activations per block). Defaults to qgemm.")
         parser.add_argument("--ort-int4", choices=["matmulnbits", "qdq"], default="matmulnbits",
                             help="ort: INT4 as MatMulNBits or left as QDQ (fused by ORT at load). Defaults to matmulnbits.")
         parser.add_argument("--dense-loop", action="store_true",
@@ -65,6 +71,7 @@ class Export(Command):
         result = export_onnx(model, args.out, height=args.height or size, width=args.width or size, recipe=recipe,
                              target=args.target, frames=args.frames, float_precision=args.float_precision,
                              conv_precision=args.conv_precision, ort_int8_activations=args.ort_int8_activations,
+                             ort_int8_kernel=args.ort_int8_kernel,
                              ort_int4=args.ort_int4, trt_plugin=args.trt_plugin,
                              calibration_graph=args.calibration_graph, external_data=args.external_data,
                              dense_loop=args.dense_loop,

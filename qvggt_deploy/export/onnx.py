@@ -11,9 +11,11 @@ Pipeline (:func:`export_onnx`):
    stays small even for VGGT-1B), then ``onnx.version_converter`` to opset 21 (blocked
    ``DequantizeLinear``, INT4);
 3. passes: ``fold-constants``, ``dedupe-constants``, ``fp16-conv-weights`` (with
-   ``conv_precision="fp16"``), ``lower-attention`` (fused MultiHeadAttention on ORT, MatMul/Softmax
-   for TensorRT), ``lower-linears`` (the precision plan, see :mod:`.qdq`),
+   ``conv_precision="fp16"``), ``band-upsampled-convs`` (``--target ort``: the DPT heads'
+   full-resolution tail in row bands), ``lower-attention`` (fused MultiHeadAttention on ORT,
+   MatMul/Softmax for TensorRT), ``lower-linears`` (the precision plan, see :mod:`.qdq`),
    ``bypass-special-tokens`` (when the plan quantizes activations with a special-token bypass),
+   ``int4-to-qgemm`` (``--target ort`` with int8 activations, "qgemm" kernel),
    ``int4-to-matmulnbits`` (``--target ort``) or ``w4a16-plugin`` (``--target trt --trt-plugin``),
    ``cleanup``;
 4. metadata (``qvggt.*``: target, size, plan, recipe digest, passes) and one file, or one file
@@ -78,6 +80,10 @@ EXPORT_OPSET = 21
 FORMAT = "qvggt-onnx/1"
 EXTERNAL_THRESHOLD = 1_800_000_000  # bytes of weights above which data goes to one external file
 ORT_INT4_FORMS = ("matmulnbits", "qdq")
+ORT_INT8_KERNELS = ("qgemm", "matmulnbits")
+# Row bands of the DPT heads' full-resolution tail on ORT (VGGT-1B, 2 frames at 518x518: W4A16 peak
+# RSS 2.00 -> 1.61 GB with 4 bands; docs/export.md).
+DENSE_BANDS = 4
 DENSE_OUTPUTS = ("depth", "depth_conf", "world_points", "world_points_conf")
 META = "qvggt."
 
@@ -171,7 +177,7 @@ def _opset_imports(graph):
 
 def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, target: str = "ort",
                 frames: int = 1, float_precision: str = "fp32", ort_int8_activations: bool = False,
-                ort_int4: str = "matmulnbits", trt_plugin: bool = False, conv_precision: str = "fp32",
+                ort_int8_kernel: str = "qgemm", ort_int4: str = "matmulnbits", trt_plugin: bool = False, conv_precision: str = "fp32",
                 calibration_graph: bool = False, external_data: str = "auto",
                 free_weights: bool = False, dense_loop: bool = False) -> ExportResult:
     """Export ``model`` (a VGGT) to ONNX for one input size and a dynamic frame count.
@@ -189,8 +195,12 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
             frames whatever the tracing count). Defaults to 1 (the cheapest trace).
         float_precision (str): precision of Linears the recipe does not list: "fp32" or "fp16".
             Defaults to "fp32".
-        ort_int8_activations (bool): ``--target ort``: MatMulNBits ``accuracy_level=4`` (int8
-            activations, faster, not exact). Defaults to False (level 0, exact).
+        ort_int8_activations (bool): ``--target ort``: INT4 layers with int8 activations (faster,
+            not exact; see ``ort_int8_kernel``). Defaults to False (exact fp32 math).
+        ort_int8_kernel (str): with ``ort_int8_activations``: "qgemm" (int8 weights re-gridded
+            per channel at session creation, ``DynamicQuantizeMatMul``; see
+            ``passes/int4_to_qgemm.py``) or "matmulnbits" (``accuracy_level=4``: int8 activations
+            per block, INT4 weights). Defaults to "qgemm" (the faster one where measured).
         ort_int4 (str): ``--target ort``: INT4 as "matmulnbits" or left as "qdq" (ORT fuses it at
             load time, following the session's ``session.qdq_matmulnbits_accuracy_level``).
             Defaults to "matmulnbits".
@@ -222,6 +232,11 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
         raise QvggtError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     if ort_int4 not in ORT_INT4_FORMS:
         raise QvggtError(f"--ort-int4 must be one of {', '.join(ORT_INT4_FORMS)}, got {ort_int4!r}")
+    if ort_int8_kernel not in ORT_INT8_KERNELS:
+        raise QvggtError(f"--ort-int8-kernel must be one of {', '.join(ORT_INT8_KERNELS)}, got {ort_int8_kernel!r}")
+    if ort_int8_activations and ort_int4 != "matmulnbits":
+        raise QvggtError("--ort-int8-activations needs --ort-int4 matmulnbits (a QDQ graph follows the session's "
+                         "accuracy level instead)")
     if target != "ort" and (ort_int8_activations or ort_int4 != "matmulnbits"):
         raise QvggtError("--ort-int8-activations/--ort-int4 apply to --target ort only")
     if target != "trt" and trt_plugin:
@@ -289,6 +304,8 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
             runner.run("fp16-conv-weights", prefixes=tuple(f"model.{root}." for root in CONV_ROOTS), store=store)
         if dense_loop:
             runner.run("loop-dense-heads", body=body)
+        elif target == "ort":
+            runner.run("band-upsampled-convs", bands=DENSE_BANDS)
         runner.run("lower-attention", fused="ort" if target == "ort" else None)
         runner.run("lower-linears", plan=plan, target=target, store=store, constants=constants)
         bypass = [name for name, s in plan.items() if s.abits and s.special_bypass]
@@ -299,9 +316,12 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
             comp = {name: recipe.compensation(name).numpy() for name in recipe.token_filter.get("layers", [])
                     if recipe.compensation(name) is not None}
             runner.run("drop-filtered-tokens", compensation=comp, tokens_per_frame=tpf, num_special=cfg.patch_start_idx)
-        accuracy = 4 if ort_int8_activations else 0
+        qgemm = ort_int8_activations and ort_int8_kernel == "qgemm"
+        accuracy = 4 if ort_int8_activations and not qgemm else 0
         has_int4 = any(spec.wbits == 4 for spec in plan.values())
-        if target == "ort" and ort_int4 == "matmulnbits" and has_int4:
+        if target == "ort" and qgemm and has_int4:
+            runner.run("int4-to-qgemm", store=store)
+        if target == "ort" and ort_int4 == "matmulnbits" and has_int4:  # what qgemm left (fp16 layers)
             runner.run("int4-to-matmulnbits", accuracy_level=accuracy, store=store)
         if trt_plugin and has_int4:
             runner.run("w4a16-plugin", store=store)
@@ -334,6 +354,7 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
         if target == "ort":
             metadata["ort_int4"] = ort_int4
             metadata["ort_accuracy_level"] = str(accuracy) if ort_int4 == "matmulnbits" else "session"
+            metadata["ort_int8_kernel"] = ort_int8_kernel if ort_int8_activations else "none"
         onnx.helper.set_model_props(model_proto, {META + k: v for k, v in metadata.items()})
         model_proto.producer_name = "qvggt-deploy"
         model_proto.producer_version = __version__

@@ -15,7 +15,7 @@ which reproduces ``MatMul(x, q * s)`` exactly. 4 quantizes the activations to in
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, NamedTuple, Optional
 
 import numpy as np
 
@@ -65,14 +65,59 @@ def matmulnbits_weights(q_const, s_kn: np.ndarray, block: int):
     return packed, np.ascontiguousarray(s_kn.T).reshape(-1)
 
 
+class Int4MatMul(NamedTuple):
+    """One INT4 weight-only ``MatMul`` (+ bias ``Add``) found by :func:`int4_weight_matmuls`."""
+
+    x: object  # gs.Variable, the activation
+    q: object  # gs.Constant INT4 [K, N]
+    s: object  # gs.Constant float [K/block, N]
+    block: int
+    bias: Optional[object]  # gs.Constant [N] of the scale's type, or None
+    out: object  # the tensor the rewrite must produce (the Add's output when a bias was absorbed)
+    tail: List[object]  # the nodes the rewrite replaces (MatMul, then the Add if absorbed)
+    name: str  # the layer's node-name prefix
+
+
+def int4_weight_matmuls(graph) -> List[Int4MatMul]:
+    """Every ``MatMul(x, DequantizeLinear(q, s))`` with ``q`` a constant INT4 ``[K, N]``, ``s`` a
+    constant ``[K/block, N]`` float scale, ``axis=0``, ``block_size`` a power of two >= 16, no or
+    zero zero point, and ``x`` of the scale's type when known; a following ``Add`` of a constant
+    ``[N]`` bias (not a graph output) is included."""
+    found = []
+    for i, mm in enumerate([n for n in graph.nodes if n.op == "MatMul"]):
+        x, w = mm.inputs
+        match = _blocked_int4_dq(w.inputs[0] if w.inputs else None)
+        if match is None:
+            continue
+        q, s, block = match
+        if x.dtype is not None and np.dtype(x.dtype) != np.dtype(s.dtype):
+            logger.debug("skipping %s: input %s vs scales %s", mm.name, x.dtype, s.dtype)
+            continue
+        N = q.shape[1]
+        out, tail, bias = mm.outputs[0], [mm], None
+        consumers = out.outputs
+        if len(consumers) == 1 and consumers[0].op == "Add" and out not in graph.outputs:
+            add = consumers[0]
+            other = add.inputs[1] if add.inputs[0] is out else add.inputs[0]
+            if isinstance(other, gs.Constant) and tuple(other.shape) == (N,) and np.dtype(other.dtype) == np.dtype(s.dtype):
+                bias, out = other, add.outputs[0]
+                tail.append(add)
+        found.append(Int4MatMul(x, q, s, block, bias, out, tail, (mm.name or f"int4_matmul_{i}").rsplit("/", 1)[0]))
+    return found
+
+
+def detach(nodes) -> None:
+    """Disconnect ``nodes`` (their outputs get a new producer; cleanup removes them)."""
+    for node in nodes:
+        node.outputs.clear()
+        node.inputs.clear()
+
+
 @register_pass("int4-to-matmulnbits")
 def int4_to_matmulnbits(graph, *, accuracy_level: int = 0, store: Optional[TensorStore] = None):
-    """Rewrite each INT4 weight-only MatMul as ``MatMulNBits`` (absorbing a following bias Add).
-
-    Matches ``MatMul(x, DequantizeLinear(q, s))`` with ``q`` a constant INT4 ``[K, N]``, ``s`` a
-    constant ``[K/block, N]`` float scale, ``axis=0``, ``block_size`` a power of two >= 16, no or
-    zero zero point; ``x`` must have the scale's type when its type is known. A layer used by
-    several MatMuls (the camera trunk's iterations) gets one B and one scales initializer.
+    """Rewrite each INT4 weight-only MatMul (:func:`int4_weight_matmuls`) as ``MatMulNBits``
+    (absorbing a following bias Add). A layer used by several MatMuls (the camera trunk's
+    iterations) gets one B and one scales initializer.
 
     Preconditions: weights are ``gs.Constant`` with ``LazyValues`` (as the exporter makes them).
     Never touched: other MatMuls (float, INT8, activation x activation), the INT4 constants'
@@ -87,43 +132,22 @@ def int4_to_matmulnbits(graph, *, accuracy_level: int = 0, store: Optional[Tenso
         raise QvggtError(f"MatMulNBits accuracy_level must be one of {ACCURACY_LEVELS}, got {accuracy_level}")
     store = store or TensorStore()
     cache = {}
-    count = 0
-    for mm in [n for n in graph.nodes if n.op == "MatMul"]:
-        x, w = mm.inputs
-        dq = w.inputs[0] if w.inputs else None
-        match = _blocked_int4_dq(dq)
-        if match is None:
-            continue
-        q, s, block = match
-        if x.dtype is not None and np.dtype(x.dtype) != np.dtype(s.dtype):
-            logger.debug("skipping %s: input %s vs scales %s", mm.name, x.dtype, s.dtype)
-            continue
-        K, N = q.shape
-        key = (q.name, s.name)
+    matches = int4_weight_matmuls(graph)
+    for m in matches:
+        K, N = m.q.shape
+        key = (m.q.name, m.s.name)
         if key not in cache:
-            packed, scales = matmulnbits_weights(q, read_array(s), block)
-            cache[key] = (store.add(f"{q.name}.nbits", packed), store.add(f"{s.name}.nbits", scales.astype(s.dtype)))
+            packed, scales = matmulnbits_weights(m.q, read_array(m.s), m.block)
+            cache[key] = (store.add(f"{m.q.name}.nbits", packed), store.add(f"{m.s.name}.nbits", scales.astype(m.s.dtype)))
         b_const, s_const = cache[key]
-        out = mm.outputs[0]
-        inputs = [x, b_const, s_const]
-        tail = [mm]
-        consumers = out.outputs
-        if len(consumers) == 1 and consumers[0].op == "Add" and out not in graph.outputs:
-            add = consumers[0]
-            other = add.inputs[1] if add.inputs[0] is out else add.inputs[0]
-            if isinstance(other, gs.Constant) and tuple(other.shape) == (N,) and np.dtype(other.dtype) == np.dtype(s.dtype):
-                inputs += [gs.Variable.empty(), gs.Variable.empty(), other]
-                out = add.outputs[0]
-                tail.append(add)
-        attrs = {"K": int(K), "N": int(N), "bits": 4, "block_size": int(block)}
+        inputs = [m.x, b_const, s_const]
+        if m.bias is not None:
+            inputs += [gs.Variable.empty(), gs.Variable.empty(), m.bias]
+        attrs = {"K": int(K), "N": int(N), "bits": 4, "block_size": int(m.block)}
         if accuracy_level:
             attrs["accuracy_level"] = int(accuracy_level)
-        for node in tail:
-            node.outputs.clear()
-            node.inputs.clear()
-        name = (mm.name or f"matmulnbits_{count}").rsplit("/", 1)[0] + "/MatMulNBits"
-        graph.nodes.append(gs.Node("MatMulNBits", name=name, domain="com.microsoft", inputs=inputs,
-                                   outputs=[out], attrs=attrs))
-        count += 1
-    logger.debug("int4-to-matmulnbits: %d MatMuls rewritten", count)
+        detach(m.tail)
+        graph.nodes.append(gs.Node("MatMulNBits", name=f"{m.name}/MatMulNBits", domain="com.microsoft", inputs=inputs,
+                                   outputs=[m.out], attrs=attrs))
+    logger.debug("int4-to-matmulnbits: %d MatMuls rewritten", len(matches))
     return graph.cleanup().toposort()

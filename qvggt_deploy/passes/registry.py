@@ -23,11 +23,13 @@ _MODULES = (
     "qvggt_deploy.passes.fold_constants",
     "qvggt_deploy.passes.lower_attention",
     "qvggt_deploy.passes.loop_dense_heads",
+    "qvggt_deploy.passes.band_upsampled_convs",
     "qvggt_deploy.passes.dedupe_constants",
     "qvggt_deploy.passes.fp16_conv_weights",
     "qvggt_deploy.passes.bypass_special_tokens",
     "qvggt_deploy.passes.drop_filtered_tokens",
     "qvggt_deploy.passes.int4_to_matmulnbits",
+    "qvggt_deploy.passes.int4_to_qgemm",
     "qvggt_deploy.passes.w4a16_plugin",
     "qvggt_deploy.export.qdq",
 )

@@ -6,15 +6,18 @@ from qvggt_deploy.cli.main import main
 def test_check_cli_passes_and_writes_reports(exports, tmp_path, capsys):
     fp32, _, _ = exports("fp32")
     w4, _, recipe = exports("w4a16")
+    int8, _, _ = exports("w4a16-int8-ext")  # same recipe, int8 activations: reported, not gated
     recipe.save(tmp_path / "recipe")
     out = tmp_path / "report"
     code = main(["check", "--preset", "micro", "--recipe", str(tmp_path / "recipe"), "--onnx", f"fp32={fp32.path}",
-                 "--onnx", f"w4a16={w4.path}", "--scenes", "1", "--frames", "2", "--out", str(out)])
+                 "--onnx", f"w4a16={w4.path}", "--onnx", f"int8={int8.path}", "--scenes", "1", "--frames", "2",
+                 "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     doc = json.loads((out / "check.json").read_text())
     assert doc["passed"] is True
     kinds = {(c["candidate"], c["reference"]): c["kind"] for c in doc["comparisons"]}
     assert kinds[("ort-w4a16", "torch-recipe")] == "exact" and kinds[("ort-fp32", "torch-fp32")] == "exact"
+    assert kinds[("ort-int8", "torch-recipe")] == "approx"
     assert "PASSED" in (out / "check.md").read_text()
 
 

@@ -53,10 +53,15 @@ def test_quantized_ort_graph_is_the_fake_quantized_model(exports, images, name):
     assert max(errors.values()) < 1e-5, errors
 
 
-def test_int8_activation_mode_is_close_not_exact(exports, images):
-    result, ref, _ = exports("w4a16-int8-ext")
-    nbits = [n for n in onnx.load(str(result.path)).graph.node if n.op_type == "MatMulNBits"]
-    assert nbits and all({a.name: a.i for a in n.attribute}.get("accuracy_level") == 4 for n in nbits)
+@pytest.mark.parametrize("name,op", [("w4a16-int8-ext", "DynamicQuantizeMatMul"), ("w4a16-int8nbits", "MatMulNBits")])
+def test_int8_activation_mode_is_close_not_exact(exports, images, name, op):
+    result, ref, _ = exports(name)
+    nodes = onnx.load(str(result.path)).graph.node
+    int8 = [n for n in nodes if n.op_type == op]
+    assert int8 and not [n for n in nodes if n.op_type in {"MatMulNBits", "DynamicQuantizeMatMul"} - {op}]
+    if op == "MatMulNBits":
+        assert all({a.name: a.i for a in n.attribute}.get("accuracy_level") == 4 for n in int8)
+    assert read_metadata(result.path)["ort_int8_kernel"] == ("qgemm" if op == "DynamicQuantizeMatMul" else "matmulnbits")
     got, want = run_both(result, ref, images)
     for k in ("depth", "world_points"):
         rel = np.abs(got[k] - want[k]).mean() / np.abs(want[k]).mean()
@@ -68,8 +73,9 @@ def test_metadata_records_recipe_plan_and_passes(exports):
     meta = read_metadata(result.path)
     assert meta["recipe_digest"] == recipe.digest
     assert meta["target"] == "ort" and meta["ort_accuracy_level"] == "0"
-    assert meta["passes"].split(",") == ["fold-constants", "dedupe-constants", "lower-attention", "lower-linears",
-                                         "int4-to-matmulnbits", "cleanup"]
+    assert meta["passes"].split(",") == ["fold-constants", "dedupe-constants", "band-upsampled-convs", "lower-attention",
+                                         "lower-linears", "int4-to-matmulnbits", "cleanup"]
+    assert meta["ort_int8_kernel"] == "none"
     assert meta["dense_loop"] == "false"
     assert meta["tokens_per_frame"] == "21" and meta["height"] == str(H)
     plan = json.loads(meta["plan"])

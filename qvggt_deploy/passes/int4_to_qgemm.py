@@ -1,0 +1,95 @@
+"""``int4-to-qgemm``: INT4 weight-only MatMuls -> ``com.microsoft.DynamicQuantizeMatMul`` (int8 x int8).
+
+ONNX Runtime's fastest CPU GEMM is its u8s8 QGEMM (AVX2, AVX-VNNI, AVX512-VNNI and AMX kernels in
+MLAS): on this project's 2-core Xeon with AMX a VGGT-1B fc1 (2748 x 1024 x 4096) takes 8-11 ms
+against 70-95 ms for fp32 SGEMM and 52-85 ms for ``MatMulNBits`` with int8 activations (level 4).
+It needs int8 weights with one scale per output channel, so this pass re-grids each layer:
+
+    w8[k, n] = round(q[k, n] * s[k // block, n] / c[n]),   c[n] = max_k |q[k, n] * s[k // block, n]| / 127
+
+The file keeps the INT4 weights and their blocked scales (same size as the MatMulNBits file): the
+re-gridding is a chain of constant ops (``Cast`` of the INT4 constant, ``Mul`` by the blocked scale,
+``Div``, ``Round``, ``Cast`` to int8) that ONNX Runtime folds once, when the session is created.
+The added weight error is at most ``c[n] / 2``, about 1/16 of the INT4 step of the layer's
+coarsest block; the activations are quantized to uint8 per tensor at run time by the kernel. It is
+an approximate mode (like ``accuracy_level`` 4), measured in ``docs/export.md``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from qvggt_deploy.export.tensors import TensorStore, int4_raw, read_array, unpack_onnx_int4
+from qvggt_deploy.lazy import lazy_import
+from qvggt_deploy.log import get_logger
+from qvggt_deploy.passes.int4_to_matmulnbits import detach, int4_weight_matmuls
+from qvggt_deploy.passes.registry import register_pass
+
+gs = lazy_import("onnx_graphsurgeon")
+
+logger = get_logger(__name__)
+
+FLOAT, INT8 = 1, 3  # onnx.TensorProto data types, for Cast
+
+
+def channel_scales(q: np.ndarray, s: np.ndarray, block: int) -> np.ndarray:
+    """Per-output-channel int8 scales ``c[n] = max_k |q * s| / 127`` (fp32) of an INT4 ``[K, N]``
+    weight with ``[K/block, N]`` scales; an all-zero channel gets 1 (its weights stay 0)."""
+    K, N = q.shape
+    w = q.astype(np.float32).reshape(K // block, block, N) * s.astype(np.float32)[:, None, :]
+    c = np.abs(w).max(axis=(0, 1)) / np.float32(127)
+    return np.where(c > 0, c, np.float32(1)).astype(np.float32)
+
+
+@register_pass("int4-to-qgemm")
+def int4_to_qgemm(graph, *, store: Optional[TensorStore] = None):
+    """Rewrite each INT4 weight-only MatMul (see ``int4_weight_matmuls``) as ``DynamicQuantizeMatMul``
+    on int8 weights that ONNX Runtime derives from the INT4 ones at session creation (absorbing a
+    following bias Add). A layer used by several MatMuls gets one weight chain.
+
+    Preconditions: fp32 activations and scales (the kernel's A and b_scale are float); weights are
+    ``gs.Constant`` as the exporter makes them. Never touched: other MatMuls, the INT4 constants.
+
+    Args:
+        graph (gs.Graph): modified in place.
+        store (TensorStore): where the new scale tensors go. Defaults to in memory.
+    """
+    store = store or TensorStore()
+    cache = {}
+    matches = [m for m in int4_weight_matmuls(graph) if np.dtype(m.s.dtype) == np.float32]
+    for m in matches:
+        K, N = m.q.shape
+        key = (m.q.name, m.s.name)
+        if key not in cache:
+            cache[key] = _int8_weight_chain(graph, m, store)
+        w8, c = cache[key]
+        inputs = [m.x, w8, c] + ([gs.Variable.empty(), m.bias] if m.bias is not None else [])
+        detach(m.tail)
+        graph.nodes.append(gs.Node("DynamicQuantizeMatMul", name=f"{m.name}/DynamicQuantizeMatMul",
+                                   domain="com.microsoft", inputs=inputs, outputs=[m.out]))
+    logger.debug("int4-to-qgemm: %d MatMuls rewritten", len(matches))
+    return graph.cleanup().toposort()
+
+
+def _int8_weight_chain(graph, m, store):
+    """Nodes computing the re-gridded int8 ``[K, N]`` weight from the INT4 constant; (w8, c)."""
+    K, N = m.q.shape
+    s = read_array(m.s)
+    c = channel_scales(unpack_onnx_int4(int4_raw(m.q), (K, N)), s, m.block)
+    prefix = f"{m.q.name}/int8"
+    step = iter(range(16))
+
+    def node(op, inputs, attrs=None, dtype=np.float32, shape=None):
+        name = f"{prefix}/{op}_{next(step)}"
+        out = gs.Variable(f"{name}_output", dtype=dtype, shape=shape)
+        graph.nodes.append(gs.Node(op, name=name, inputs=inputs, outputs=[out], attrs=attrs or {}))
+        return out
+
+    blocked = gs.Constant(f"{prefix}/blocked_shape", np.array([K // m.block, m.block, N], np.int64))
+    flat = gs.Constant(f"{prefix}/shape", np.array([K, N], np.int64))
+    w = node("Reshape", [node("Cast", [m.q], {"to": FLOAT}), blocked])
+    w = node("Reshape", [node("Mul", [w, store.add(f"{m.s.name}.blocked", s.reshape(K // m.block, 1, N))]), flat])
+    c_const = store.add(f"{m.q.name}.channel_scale", c)
+    w8 = node("Cast", [node("Round", [node("Div", [w, c_const])])], {"to": INT8}, dtype=np.int8, shape=[K, N])
+    return w8, c_const
