@@ -39,10 +39,10 @@ class Export(Command):
         parser.add_argument("--ort-int8-activations", action="store_true",
                             help="ort: INT4 layers with int8 activations (faster, not exact; see --ort-int8-kernel)")
         parser.add_argument("--ort-int8-kernel", choices=["qgemm", "matmulnbits"], default="qgemm",
-                            help="ort, with --ort-int8-activations: qgemm = DynamicQuantizeMatMul on int8 weights "
-                                 "re-gridded per channel when the session loads (file keeps INT4), activations "
-                                 "quantized per tensor; matmulnbits = MatMulNBits accuracy_level 4 (INT4 weights, "
-                                 "activations per block). Defaults to qgemm.")
+                            help="ort, with --ort-int8-activations: qgemm = DynamicQuantizeMatMul (int8 GEMM) on "
+                                 "the INT4 weights re-gridded to int8 per channel (file ~1.7x larger), activations "
+                                 "quantized per tensor at run time; matmulnbits = MatMulNBits accuracy_level 4 (INT4 "
+                                 "weights, activations per block). Defaults to qgemm.")
         parser.add_argument("--ort-int4", choices=["matmulnbits", "qdq"], default="matmulnbits",
                             help="ort: INT4 as MatMulNBits or left as QDQ (fused by ORT at load). Defaults to matmulnbits.")
         parser.add_argument("--dense-loop", action="store_true",

@@ -197,8 +197,8 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
             Defaults to "fp32".
         ort_int8_activations (bool): ``--target ort``: INT4 layers with int8 activations (faster,
             not exact; see ``ort_int8_kernel``). Defaults to False (exact fp32 math).
-        ort_int8_kernel (str): with ``ort_int8_activations``: "qgemm" (int8 weights re-gridded
-            per channel at session creation, ``DynamicQuantizeMatMul``; see
+        ort_int8_kernel (str): with ``ort_int8_activations``: "qgemm" (``DynamicQuantizeMatMul``
+            on the INT4 weights re-gridded to int8 per channel, stored; see
             ``passes/int4_to_qgemm.py``) or "matmulnbits" (``accuracy_level=4``: int8 activations
             per block, INT4 weights). Defaults to "qgemm" (the faster one where measured).
         ort_int4 (str): ``--target ort``: INT4 as "matmulnbits" or left as "qdq" (ORT fuses it at

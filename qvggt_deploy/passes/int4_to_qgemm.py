@@ -7,12 +7,12 @@ It needs int8 weights with one scale per output channel, so this pass re-grids e
 
     w8[k, n] = round(q[k, n] * s[k // block, n] / c[n]),   c[n] = max_k |q[k, n] * s[k // block, n]| / 127
 
-The file keeps the INT4 weights and their blocked scales (same size as the MatMulNBits file): the
-re-gridding is a chain of constant ops (``Cast`` of the INT4 constant, ``Mul`` by the blocked scale,
-``Div``, ``Round``, ``Cast`` to int8) that ONNX Runtime folds once, when the session is created.
 The added weight error is at most ``c[n] / 2``, about 1/16 of the INT4 step of the layer's
 coarsest block; the activations are quantized to uint8 per tensor at run time by the kernel. It is
-an approximate mode (like ``accuracy_level`` 4), measured in ``docs/export.md``.
+an approximate mode (like ``accuracy_level`` 4), measured in ``docs/export.md``. The int8
+weights are stored (the file is ~1.7x the INT4 one): a chain of constant ops from the INT4
+weights that ONNX Runtime would fold at load keeps every intermediate fp32 copy until folding
+ends (VGGT-1B passed 12 GB before we stopped it).
 """
 from __future__ import annotations
 
@@ -30,8 +30,6 @@ gs = lazy_import("onnx_graphsurgeon")
 
 logger = get_logger(__name__)
 
-FLOAT, INT8 = 1, 3  # onnx.TensorProto data types, for Cast
-
 
 def channel_scales(q: np.ndarray, s: np.ndarray, block: int) -> np.ndarray:
     """Per-output-channel int8 scales ``c[n] = max_k |q * s| / 127`` (fp32) of an INT4 ``[K, N]``
@@ -45,15 +43,15 @@ def channel_scales(q: np.ndarray, s: np.ndarray, block: int) -> np.ndarray:
 @register_pass("int4-to-qgemm")
 def int4_to_qgemm(graph, *, store: Optional[TensorStore] = None):
     """Rewrite each INT4 weight-only MatMul (see ``int4_weight_matmuls``) as ``DynamicQuantizeMatMul``
-    on int8 weights that ONNX Runtime derives from the INT4 ones at session creation (absorbing a
-    following bias Add). A layer used by several MatMuls gets one weight chain.
+    on its re-gridded int8 weights (absorbing a following bias Add). A layer used by several
+    MatMuls gets one int8 weight.
 
     Preconditions: fp32 activations and scales (the kernel's A and b_scale are float); weights are
     ``gs.Constant`` as the exporter makes them. Never touched: other MatMuls, the INT4 constants.
 
     Args:
         graph (gs.Graph): modified in place.
-        store (TensorStore): where the new scale tensors go. Defaults to in memory.
+        store (TensorStore): where the int8 weights and scales go. Defaults to in memory.
     """
     store = store or TensorStore()
     cache = {}
@@ -62,7 +60,7 @@ def int4_to_qgemm(graph, *, store: Optional[TensorStore] = None):
         K, N = m.q.shape
         key = (m.q.name, m.s.name)
         if key not in cache:
-            cache[key] = _int8_weight_chain(graph, m, store)
+            cache[key] = _int8_weight(m, store)
         w8, c = cache[key]
         inputs = [m.x, w8, c] + ([gs.Variable.empty(), m.bias] if m.bias is not None else [])
         detach(m.tail)
@@ -72,24 +70,16 @@ def int4_to_qgemm(graph, *, store: Optional[TensorStore] = None):
     return graph.cleanup().toposort()
 
 
-def _int8_weight_chain(graph, m, store):
-    """Nodes computing the re-gridded int8 ``[K, N]`` weight from the INT4 constant; (w8, c)."""
+def int8_weights(q: np.ndarray, s: np.ndarray, block: int):
+    """INT4 ``q [K, N]`` with ``[K/block, N]`` scales -> (int8 ``[K, N]``, fp32 channel scales ``[N]``)."""
+    K, N = q.shape
+    c = channel_scales(q, s, block)
+    w = q.astype(np.float32).reshape(K // block, block, N) * s.astype(np.float32)[:, None, :]
+    return np.round(w.reshape(K, N) / c).astype(np.int8), c
+
+
+def _int8_weight(m, store):
+    """The re-gridded int8 weight and its channel scales, as stored constants."""
     K, N = m.q.shape
-    s = read_array(m.s)
-    c = channel_scales(unpack_onnx_int4(int4_raw(m.q), (K, N)), s, m.block)
-    prefix = f"{m.q.name}/int8"
-    step = iter(range(16))
-
-    def node(op, inputs, attrs=None, dtype=np.float32, shape=None):
-        name = f"{prefix}/{op}_{next(step)}"
-        out = gs.Variable(f"{name}_output", dtype=dtype, shape=shape)
-        graph.nodes.append(gs.Node(op, name=name, inputs=inputs, outputs=[out], attrs=attrs or {}))
-        return out
-
-    blocked = gs.Constant(f"{prefix}/blocked_shape", np.array([K // m.block, m.block, N], np.int64))
-    flat = gs.Constant(f"{prefix}/shape", np.array([K, N], np.int64))
-    w = node("Reshape", [node("Cast", [m.q], {"to": FLOAT}), blocked])
-    w = node("Reshape", [node("Mul", [w, store.add(f"{m.s.name}.blocked", s.reshape(K // m.block, 1, N))]), flat])
-    c_const = store.add(f"{m.q.name}.channel_scale", c)
-    w8 = node("Cast", [node("Round", [node("Div", [w, c_const])])], {"to": INT8}, dtype=np.int8, shape=[K, N])
-    return w8, c_const
+    w8, c = int8_weights(unpack_onnx_int4(int4_raw(m.q), (K, N)), read_array(m.s), m.block)
+    return store.add(f"{m.q.name}.int8", w8), store.add(f"{m.q.name}.channel_scale", c)
