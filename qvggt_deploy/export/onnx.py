@@ -177,8 +177,8 @@ def _opset_imports(graph):
 
 def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, target: str = "ort",
                 frames: int = 1, float_precision: str = "fp32", ort_int8_activations: bool = False,
-                ort_int8_kernel: str = "qgemm", ort_int4: str = "matmulnbits", trt_plugin: bool = False, conv_precision: str = "fp32",
-                calibration_graph: bool = False, external_data: str = "auto",
+                ort_int8_kernel: str = "qgemm", ort_int4: str = "matmulnbits", trt_plugin: bool = False,
+                conv_precision: str = "fp32", calibration_graph: bool = False, external_data: str = "auto",
                 free_weights: bool = False, dense_loop: bool = False) -> ExportResult:
     """Export ``model`` (a VGGT) to ONNX for one input size and a dynamic frame count.
 

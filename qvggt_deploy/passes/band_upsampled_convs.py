@@ -23,7 +23,8 @@ from qvggt_deploy.passes.registry import register_pass
 
 gs = lazy_import("onnx_graphsurgeon")
 
-POINTWISE = ("Relu", "Sigmoid", "Add", "Mul", "Sub", "Div")
+UNARY = ("Relu", "Sigmoid")
+BINARY = ("Add", "Mul", "Sub", "Div")  # with a constant second operand broadcast over rows
 
 
 def _attr(node, name, default=None):
@@ -56,8 +57,8 @@ def _match(resize, height, graph_outputs):
     pre, post = [], []
     tensor = resize.outputs[0]
     node = _only_consumer(tensor, graph_outputs)
-    while node is not None and node.op in POINTWISE:
-        if node.op != "Relu" and (_broadcast_const(node, height) is None or node.inputs[0] is not tensor):
+    while node is not None and node.op in UNARY + BINARY:
+        if node.inputs[0] is not tensor or (node.op in BINARY and _broadcast_const(node, height) is None):
             return None
         pre.append(node)
         tensor = node.outputs[0]
@@ -179,7 +180,7 @@ def _band(graph, resize, pre, conv, post, *, height, width, edges, sliced):
                  {"mode": "linear", "coordinate_transformation_mode": "tf_crop_and_resize"}, name=f"{b}/Resize")
         for p in pre:
             inputs = [x]
-            if p.op != "Relu":
+            if p.op in BINARY:
                 const = _broadcast_const(p, height)
                 if const.values.ndim == 4 and const.values.shape[2] == height:
                     key = (const.name, lo, hi)  # a constant shared by two tails is sliced once
