@@ -57,7 +57,6 @@ def int4_to_qgemm(graph, *, store: Optional[TensorStore] = None):
     cache = {}
     matches = [m for m in int4_weight_matmuls(graph) if np.dtype(m.s.dtype) == np.float32]
     for m in matches:
-        K, N = m.q.shape
         key = (m.q.name, m.s.name)
         if key not in cache:
             cache[key] = _int8_weight(m, store)
