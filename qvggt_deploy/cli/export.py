@@ -5,6 +5,7 @@ import argparse
 
 from qvggt_deploy.cli.args import add_model_args, apply_threads
 from qvggt_deploy.cli.base import Command
+from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
 
 logger = get_logger(__name__)
@@ -38,7 +39,7 @@ class Export(Command):
                             help="DPT head conv weights stored in fp16 (computed in fp32). Defaults to fp32.")
         parser.add_argument("--ort-int8-activations", action="store_true",
                             help="ort: INT4 layers with int8 activations (faster, not exact; see --ort-int8-kernel)")
-        parser.add_argument("--ort-int8-kernel", choices=["qgemm", "matmulnbits"], default="qgemm",
+        parser.add_argument("--ort-int8-kernel", choices=["qgemm", "matmulnbits"], default=None,
                             help="ort, with --ort-int8-activations: qgemm = DynamicQuantizeMatMul (int8 GEMM) on "
                                  "the INT4 weights re-gridded to int8 per channel (file ~1.7x larger), activations "
                                  "quantized per tensor at run time; matmulnbits = MatMulNBits accuracy_level 4 (INT4 "
@@ -60,6 +61,8 @@ class Export(Command):
         from qvggt_deploy.export.onnx import export_onnx
         from qvggt_deploy.model.checkpoint import load_model
 
+        if args.ort_int8_kernel and not args.ort_int8_activations:
+            raise QvggtError("--ort-int8-kernel chooses the kernel of --ort-int8-activations; add that flag")
         apply_threads(args.threads)
         model = load_model(args.preset, args.checkpoint)
         recipe = None
@@ -71,7 +74,7 @@ class Export(Command):
         result = export_onnx(model, args.out, height=args.height or size, width=args.width or size, recipe=recipe,
                              target=args.target, frames=args.frames, float_precision=args.float_precision,
                              conv_precision=args.conv_precision, ort_int8_activations=args.ort_int8_activations,
-                             ort_int8_kernel=args.ort_int8_kernel,
+                             ort_int8_kernel=args.ort_int8_kernel or "qgemm",
                              ort_int4=args.ort_int4, trt_plugin=args.trt_plugin,
                              calibration_graph=args.calibration_graph, external_data=args.external_data,
                              dense_loop=args.dense_loop,

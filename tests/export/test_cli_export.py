@@ -23,6 +23,8 @@ def test_export_cli_errors(tmp_path, caplog):
     assert "multiples of the patch size" in caplog.text
     assert main(["export", "--preset", "micro", "--recipe", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.onnx")]) == 1
     assert "not a recipe folder" in caplog.text
+    assert main(["export", "--preset", "micro", "--ort-int8-kernel", "matmulnbits", "--out", str(tmp_path / "x.onnx")]) == 1
+    assert "add that flag" in caplog.text
     assert not (tmp_path / "x.onnx").exists()
 
 
