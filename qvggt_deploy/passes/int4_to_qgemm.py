@@ -31,13 +31,21 @@ gs = lazy_import("onnx_graphsurgeon")
 logger = get_logger(__name__)
 
 
+def _dequantize(q: np.ndarray, s: np.ndarray, block: int) -> np.ndarray:
+    """INT4 ``q [K, N]`` with ``[K/block, N]`` scales -> fp32 ``q * s`` ``[K, N]``."""
+    K, N = q.shape
+    return (q.astype(np.float32).reshape(K // block, block, N) * s.astype(np.float32)[:, None, :]).reshape(K, N)
+
+
+def _scales_of(w: np.ndarray) -> np.ndarray:
+    c = np.abs(w).max(axis=0) / np.float32(127)
+    return np.where(c > 0, c, np.float32(1)).astype(np.float32)
+
+
 def channel_scales(q: np.ndarray, s: np.ndarray, block: int) -> np.ndarray:
     """Per-output-channel int8 scales ``c[n] = max_k |q * s| / 127`` (fp32) of an INT4 ``[K, N]``
     weight with ``[K/block, N]`` scales; an all-zero channel gets 1 (its weights stay 0)."""
-    K, N = q.shape
-    w = q.astype(np.float32).reshape(K // block, block, N) * s.astype(np.float32)[:, None, :]
-    c = np.abs(w).max(axis=(0, 1)) / np.float32(127)
-    return np.where(c > 0, c, np.float32(1)).astype(np.float32)
+    return _scales_of(_dequantize(q, s, block))
 
 
 @register_pass("int4-to-qgemm")
@@ -71,10 +79,9 @@ def int4_to_qgemm(graph, *, store: Optional[TensorStore] = None):
 
 def int8_weights(q: np.ndarray, s: np.ndarray, block: int):
     """INT4 ``q [K, N]`` with ``[K/block, N]`` scales -> (int8 ``[K, N]``, fp32 channel scales ``[N]``)."""
-    K, N = q.shape
-    c = channel_scales(q, s, block)
-    w = q.astype(np.float32).reshape(K // block, block, N) * s.astype(np.float32)[:, None, :]
-    return np.round(w.reshape(K, N) / c).astype(np.int8), c
+    w = _dequantize(q, s, block)
+    c = _scales_of(w)
+    return np.round(w / c).astype(np.int8), c
 
 
 def _int8_weight(m, store):
