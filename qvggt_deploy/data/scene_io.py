@@ -38,7 +38,7 @@ def write_scene(scene: Scene, folder: PathLike) -> Path:
     from PIL import Image
 
     folder = Path(folder)
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, ours="scene.json") as tmp:  # replaces an earlier scene, nothing else
         (tmp / "images").mkdir()
         rgb = (scene.images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         for i, frame in enumerate(rgb):

@@ -187,12 +187,13 @@ class Recipe:
             "extra": self.extra,
         }
 
-    def save(self, path) -> Path:
-        """Write the recipe folder atomically (a previous recipe at ``path`` is replaced whole)."""
+    def save(self, path, force: bool = False) -> Path:
+        """Write the recipe folder atomically. A previous recipe at ``path`` is replaced whole;
+        anything else there is refused (QvggtError) unless ``force``."""
         from safetensors.torch import save_file
 
         path = Path(path)
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, ours=RECIPE_JSON, force=force) as tmp:
             save_file({k: v.contiguous() for k, v in self.tensors.items()}, str(tmp / WEIGHTS_FILE))
             doc = self._json()
             doc["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
