@@ -7,9 +7,12 @@ folders calibrate as well as generated scenes). Every term is scale-free:
   camera's normalised frame, quaternion, FoV in radians);
 - ``depth``: mean |log depth - log depth_fp32| (a relative error);
 - ``points``: mean ||p - p_fp32|| / mean ||p_fp32 - centroid||;
-- ``consistency``: change of the cross-head error ``mean ||unproject(depth, cameras) - points||``
-  (depth unprojected with the predicted cameras vs the point head), in the same relative units.
-  The change, not the value: FP32 itself is not perfectly consistent.
+- ``consistency``: per-pixel change of the cross-head error: ``e = ||unproject(depth, cameras) -
+  points||`` at every pixel (depth unprojected with the predicted cameras vs the point head), and
+  the term is ``mean |e - e_fp32| / scale``. Per pixel, because two scalar means hide any change
+  that keeps the mean (some pixels more consistent, others less); the change, not the value,
+  because FP32 itself is not perfectly consistent. Both signs count: the target is FP32's
+  geometry, and a pixel more consistent than FP32 got there by quantization noise, not skill.
 
 ``task = sum_h w_h * loss_h`` (:class:`TaskWeights`), averaged over scenes.
 """
@@ -21,9 +24,6 @@ from typing import Dict, List, Sequence
 import torch
 
 from qvggt_deploy.geometry import pose_encoding_to_extri_intri, unproject_depth_map_to_point_map
-
-HEADS = ("camera", "depth", "points", "consistency")
-
 
 @dataclass(frozen=True)
 class TaskWeights:
@@ -43,22 +43,25 @@ def _scale(points: torch.Tensor) -> torch.Tensor:
     return centred.norm(dim=-1).mean().clamp_min(1e-8)
 
 
-def _inconsistency(pred: Dict[str, torch.Tensor]) -> torch.Tensor:
+def inconsistency_map(pred: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """Per-pixel cross-head error ``[B, S, H, W]``: distance between the depth map unprojected
+    with the predicted cameras and the point map (``depth [B, S, H, W, 1]``, ``pose_enc
+    [B, S, 9]``, ``world_points [B, S, H, W, 3]``)."""
     H, W = pred["depth"].shape[-3:-1]
     extrinsics, intrinsics = pose_encoding_to_extri_intri(pred["pose_enc"], (H, W))
     unprojected = unproject_depth_map_to_point_map(pred["depth"][..., 0], extrinsics, intrinsics)
-    return (unprojected - pred["world_points"]).norm(dim=-1).mean()
+    return (unprojected - pred["world_points"]).norm(dim=-1)
 
 
 def reference(preds: Sequence[Dict[str, torch.Tensor]]) -> List[Dict[str, torch.Tensor]]:
-    """FP32 predictions with what every comparison reuses (point scale, own inconsistency)."""
+    """FP32 predictions with what every comparison reuses (point scale, per-pixel inconsistency)."""
     out = []
     for p in preds:
         r = dict(p)
         if "world_points" in p:
             r["_scale"] = _scale(p["world_points"])
         if {"depth", "pose_enc", "world_points"} <= set(p):
-            r["_inconsistency"] = _inconsistency(p)
+            r["_inconsistency"] = inconsistency_map(p)
         out.append(r)
     return out
 
@@ -74,7 +77,8 @@ def head_losses(pred: Dict[str, torch.Tensor], ref: Dict[str, torch.Tensor]) -> 
     if "world_points" in pred:
         out["points"] = float((pred["world_points"] - ref["world_points"]).norm(dim=-1).mean() / ref["_scale"])
     if "_inconsistency" in ref:
-        out["consistency"] = float((_inconsistency(pred) - ref["_inconsistency"]).abs() / ref["_scale"])
+        change = (inconsistency_map(pred) - ref["_inconsistency"]).abs().mean()
+        out["consistency"] = float(change / ref["_scale"])
     return out
 
 

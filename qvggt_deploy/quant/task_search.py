@@ -9,9 +9,10 @@ For one scale group (block-wise, sequentially, so only one block's inputs are he
    search (so they are what would be deployed), are installed one at a time and the rest of the
    model (later blocks + heads, from the stream's cached state) is run on the calibration
    scenes: ``dtask`` is the task loss (:mod:`~qvggt_deploy.quant.objective`:
-   camera, depth, points vs FP32 and the change of cross-head consistency) minus the task loss
-   with the group left in float;
-3. the pick minimises ``w_rec * rec / rec_rtn + w_task * dtask / dtask_rtn``.
+   camera, depth, points vs FP32 and the per-pixel change of cross-head consistency) minus the
+   task loss with the group left in float;
+3. the pick minimises ``w_rec * rec / rec_rtn + w_task * dtask / dtask_rtn``
+   (:func:`score_finalists`).
 
 Cost: ``grid * len(clips)`` probe runs (cheap: one module on cached inputs), ``top_m + 1`` clip
 searches and ``top_m + 1`` rest-of-model runs per group. ``top_m = 0`` is reconstruction-only (AWQ with a clip grid);
@@ -107,10 +108,20 @@ def search_group(model: nn.Module, probe: Probe, layer: str, spec: UnitSpec, opt
     for c in finalists:
         _, loss = trial_error(model, probe, layer, spec, c.s, c.effective_clip, task=task)
         c.dtask = loss - task_float
-    if rtn.dtask <= EPS:  # the heads do not see this group at all: reconstruction decides
+    return score_finalists(finalists, rtn, opts), finalists
+
+
+def score_finalists(finalists: List[Candidate], rtn: Candidate, opts: TaskSearchOptions) -> Candidate:
+    """Set each finalist's ``score`` (lower is better) and return the best.
+
+    ``score = w_rec * rec / rec_rtn + w_task * dtask / dtask_rtn``: both terms relative to RTN, so
+    the weights trade like for like whatever the layer's scale. If RTN does not move the task
+    loss (``dtask_rtn <= 0``), the heads do not see this group and reconstruction alone decides.
+    """
+    if rtn.dtask is None or rtn.dtask <= EPS:
         for c in finalists:
             c.score = c.rec / max(rtn.rec, EPS)
     else:
         for c in finalists:
             c.score = opts.w_rec * c.rec / max(rtn.rec, EPS) + opts.w_task * c.dtask / rtn.dtask
-    return min(finalists, key=lambda c: c.score), finalists
+    return min(finalists, key=lambda c: c.score)
