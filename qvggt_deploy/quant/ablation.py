@@ -27,7 +27,6 @@ from qvggt_deploy.quant.workstore import WorkStore, key_digest
 logger = get_logger(__name__)
 
 METRICS = ("auc@30", "abs_rel", "delta_1.25", "chamfer", "consistency")
-HIGHER_BETTER = {"auc@30", "delta_1.25"}
 
 
 @dataclass(frozen=True)
