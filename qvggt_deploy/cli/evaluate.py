@@ -53,6 +53,10 @@ class Evaluate(Command):
         data.add_argument("--scene-dir", default=None, help="evaluate saved scene folders instead of generating")
         parser.add_argument("--recipe", default=None,
                             help="quantization recipe folder: evaluate the fake-quantized model it describes")
+        parser.add_argument("--activations", choices=["fp32", "fp16"], default="fp32",
+                            help="with --recipe: the quantized Linears' arithmetic. fp16 = what the W4A16 kernel "
+                                 "and TensorRT compute (fp16 inputs and weights, fp32 sums, fp16 outputs); "
+                                 "fp32 = exact fp32 emulation. Defaults to fp32.")
         parser.add_argument("--max-points", type=int, default=5000,
                             help="points per cloud for Chamfer (random subset, fixed seed). Defaults to 5000.")
         parser.add_argument("--json", default=None, help="write all metrics (mean, per scene, baseline) here")
@@ -71,9 +75,13 @@ class Evaluate(Command):
         device = resolve_device(args.device)
         model = load_model(args.preset, args.checkpoint, device="cpu")
         if args.recipe:
+            from qvggt_deploy.quant.fake import set_activations
             from qvggt_deploy.quant.recipe import apply_recipe, load_recipe
 
             apply_recipe(model, load_recipe(args.recipe))
+            set_activations(model, args.activations)
+        elif args.activations != "fp32":
+            raise QvggtError("--activations fp16 sets the quantized layers' arithmetic; it needs --recipe")
         model = model.to(device)
         patch = model.cfg.patch_size
         if args.scene_dir:
@@ -97,7 +105,8 @@ class Evaluate(Command):
         model_fn = torch_model_fn(model, device, getattr(torch, dtype) if dtype else None)
         result = evaluate_model(model_fn, source, max_points=args.max_points, total=total)
         result["settings"] = {"preset": args.preset, "checkpoint": args.checkpoint or "embedded",
-                              "recipe": args.recipe, "scene_dir": args.scene_dir,
+                              "recipe": args.recipe, "activations": args.activations,
+                              "scene_dir": args.scene_dir,
                               "scenes": None if args.scene_dir else args.scenes,
                               "frames": None if args.scene_dir else args.frames,
                               "seed": None if args.scene_dir else args.seed, "dtype": args.dtype,

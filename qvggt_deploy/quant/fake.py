@@ -5,6 +5,12 @@ dequantised weight of :mod:`qvggt_deploy.quant.quantizer` and ``act_q`` the opti
 activation fake-quantizer. With ``special_bypass`` the activation quantizer skips the special
 tokens (camera/register, CLS/register): token i is special iff ``i % tokens_per_frame <
 num_special``, the same rule the ONNX pass ``bypass-special-tokens`` implements.
+
+``activations = "fp16"`` (:func:`set_activations`) computes what the W4A16 kernel and a TensorRT
+fp16 engine compute instead (LAYOUT block of ``kernels/w4a16_gemm.cu``): input rounded to fp16,
+weight ``fp16_rn(q * s)``, exact fp16 x fp16 products summed in fp32, bias in fp16, output
+rounded to fp16. Only the quantized Linears change; norms, attention, convolutions and float
+Linears stay fp32 (``--dtype fp16`` autocasts the aggregator instead).
 """
 from __future__ import annotations
 
@@ -64,6 +70,7 @@ class QuantLinear(nn.Module):
         self.special_bypass = special_bypass
         self.num_special = num_special
         self.tokens_per_frame: Optional[int] = None  # set per forward by the token-layout hook
+        self.activations = "fp32"  # or "fp16": the deployed fp16 arithmetic (set_activations)
         self.register_buffer("weight", weight.float().contiguous())
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
         self.register_buffer("qweight", qweight)
@@ -98,13 +105,42 @@ class QuantLinear(nn.Module):
         return xq
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.activations == "fp16":
+            return self._forward_fp16(x)
         y = F.linear(self._quantize_input(x.float()), self.weight, self.bias)
         return y.half().float() if self.precision == "fp16" else y
+
+    def _forward_fp16(self, x: torch.Tensor) -> torch.Tensor:
+        """fp16 in, fp16 weight, fp32 sums, fp16 out, emulated in fp32 (fp16 x fp16 products are
+        exact in fp32, so only the summation order can differ from a GPU)."""
+        xq = self._quantize_input(_fp16(x.float()))
+        bias = None if self.bias is None else _fp16(self.bias)
+        return _fp16(F.linear(_fp16(xq), _fp16(self.weight), bias))
 
     def extra_repr(self) -> str:
         extra = f", group={self.group}" if self.group else ""
         act = f", abits={self.abits} ({self.act_granularity})" if self.abits else ""
-        return f"{self.in_features}->{self.out_features}, {self.precision}{extra}{act}"
+        fp16 = ", fp16 activations" if self.activations == "fp16" else ""
+        return f"{self.in_features}->{self.out_features}, {self.precision}{extra}{act}{fp16}"
+
+
+ACTIVATION_DTYPES = ("fp32", "fp16")
+
+
+def _fp16(x: torch.Tensor) -> torch.Tensor:
+    return x.half().float()
+
+
+def set_activations(model: nn.Module, dtype: str) -> int:
+    """Run every :class:`QuantLinear` of ``model`` with ``dtype`` activations ("fp32": exact
+    fp32 emulation, the default; "fp16": the W4A16 kernel's / TensorRT's fp16 arithmetic).
+    Returns how many layers were set (0: the model is not quantized)."""
+    if dtype not in ACTIVATION_DTYPES:
+        raise ValueError(f"activations must be one of {ACTIVATION_DTYPES}, got {dtype!r}")
+    layers = [m for m in model.modules() if isinstance(m, QuantLinear)]
+    for m in layers:
+        m.activations = dtype
+    return len(layers)
 
 
 class ScaledActivation(nn.Module):
