@@ -15,7 +15,7 @@ Pipeline (:func:`export_onnx`):
    full-resolution tail in row bands), ``lower-attention`` (fused MultiHeadAttention on ORT,
    MatMul/Softmax for TensorRT), ``lower-linears`` (the precision plan, see :mod:`.qdq`),
    ``bypass-special-tokens`` (when the plan quantizes activations with a special-token bypass),
-   ``int4-to-qgemm`` (``--target ort`` with int8 activations, "qgemm" kernel),
+   ``int4-to-qgemm`` (``--target ort`` with int8 activations, "qgemm" kernel: W8A8, dynamic per-tensor),
    ``int4-to-matmulnbits`` (``--target ort``) or ``w4a16-plugin`` (``--target trt --trt-plugin``),
    ``cleanup``;
 4. metadata (``qvggt.*``: target, size, plan, recipe digest, passes) and one file, or one file
@@ -104,6 +104,24 @@ class ExportResult:
         return self.path.stat().st_size + (self.data_path.stat().st_size if self.data_path else 0)
 
 
+def token_rule_layers(model: nn.Module) -> List[str]:
+    """The Linears the token rule covers: every Linear of a ViT or aggregator block (not the
+    camera head, whose tokens are all camera tokens; docs/method.md)."""
+    from qvggt_deploy.quant.targets import quant_units
+
+    return [n for u in quant_units(model) if u.kind in ("vit", "frame", "global") for n in u.linears]
+
+
+def ort_compute(int8_activations: bool, kernel: str, special_bypass: bool) -> str:
+    """What the INT4 layers of an ORT file compute, for metadata and reports."""
+    if not int8_activations:
+        return "exact (fp32 math on the dequantized weights)"
+    if kernel == "qgemm":
+        return ("W8A8, dynamic per-tensor int8 activations (INT4 weights re-gridded to int8 per channel); "
+                + ("special tokens bypass the int8 GEMM" if special_bypass else "no special-token bypass"))
+    return "W4A8, dynamic per-block int8 activations (MatMulNBits accuracy level 4)"
+
+
 def tokens_per_frame(cfg, height: int, width: int) -> int:
     """Tokens of one frame in the aggregator (and in the DINOv2 blocks): 5 + patches."""
     return cfg.patch_start_idx + (height // cfg.patch_size) * (width // cfg.patch_size)
@@ -179,7 +197,8 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
                 frames: int = 1, float_precision: str = "fp32", ort_int8_activations: bool = False,
                 ort_int8_kernel: str = "qgemm", ort_int4: str = "matmulnbits", trt_plugin: bool = False,
                 conv_precision: str = "fp32", calibration_graph: bool = False, external_data: str = "auto",
-                free_weights: bool = False, dense_loop: bool = False) -> ExportResult:
+                free_weights: bool = False, dense_loop: bool = False,
+                ort_int8_special_bypass: bool = True) -> ExportResult:
     """Export ``model`` (a VGGT) to ONNX for one input size and a dynamic frame count.
 
     Args:
@@ -197,10 +216,14 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
             Defaults to "fp32".
         ort_int8_activations (bool): ``--target ort``: INT4 layers with int8 activations (faster,
             not exact; see ``ort_int8_kernel``). Defaults to False (exact fp32 math).
-        ort_int8_kernel (str): with ``ort_int8_activations``: "qgemm" (``DynamicQuantizeMatMul``
-            on the INT4 weights re-gridded to int8 per channel, stored; see
-            ``passes/int4_to_qgemm.py``) or "matmulnbits" (``accuracy_level=4``: int8 activations
-            per block, INT4 weights). Defaults to "qgemm" (the faster one where measured).
+        ort_int8_kernel (str): with ``ort_int8_activations``: "qgemm" = **W8A8, dynamic
+            per-tensor activations** (``DynamicQuantizeMatMul`` on the INT4 weights re-gridded to
+            int8 per channel, stored; see ``passes/int4_to_qgemm.py``) or "matmulnbits" = **W4A8,
+            dynamic per-block activations** (``MatMulNBits`` ``accuracy_level=4``). Defaults to
+            "qgemm" (the faster one where measured).
+        ort_int8_special_bypass (bool): with the "qgemm" kernel, the special tokens of the ViT
+            and aggregator blocks' Linears bypass the int8 GEMM (exact INT4 MatMul for them; the
+            token rule of docs/method.md). Defaults to True.
         ort_int4 (str): ``--target ort``: INT4 as "matmulnbits" or left as "qdq" (ORT fuses it at
             load time, following the session's ``session.qdq_matmulnbits_accuracy_level``).
             Defaults to "matmulnbits".
@@ -320,7 +343,10 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
         accuracy = 4 if ort_int8_activations and not qgemm else 0
         has_int4 = any(spec.wbits == 4 for spec in plan.values())
         if target == "ort" and qgemm and has_int4:
-            runner.run("int4-to-qgemm", store=store)
+            special = [n for n in token_rule_layers(model) if n in plan and plan[n].wbits == 4] \
+                if ort_int8_special_bypass else []
+            runner.run("int4-to-qgemm", store=store, special_layers=special, tokens_per_frame=tpf,
+                       num_special=cfg.patch_start_idx)
         if target == "ort" and ort_int4 == "matmulnbits" and has_int4:  # what qgemm left (fp16 layers)
             runner.run("int4-to-matmulnbits", accuracy_level=accuracy, store=store)
         if trt_plugin and has_int4:
@@ -355,6 +381,8 @@ def export_onnx(model: nn.Module, out, *, height: int, width: int, recipe=None, 
             metadata["ort_int4"] = ort_int4
             metadata["ort_accuracy_level"] = str(accuracy) if ort_int4 == "matmulnbits" else "session"
             metadata["ort_int8_kernel"] = ort_int8_kernel if ort_int8_activations else "none"
+            metadata["ort_compute"] = ort_compute(ort_int8_activations, ort_int8_kernel,
+                                                  ort_int8_special_bypass and qgemm and has_int4)
         onnx.helper.set_model_props(model_proto, {META + k: v for k, v in metadata.items()})
         model_proto.producer_name = "qvggt-deploy"
         model_proto.producer_version = __version__

@@ -8,7 +8,7 @@ import torch
 
 from qvggt_deploy.backends.io import OUTPUT_NAMES
 from qvggt_deploy.errors import QvggtError
-from qvggt_deploy.export.onnx import export_onnx, read_metadata
+from qvggt_deploy.export.onnx import export_onnx, read_metadata, token_rule_layers
 from qvggt_deploy.model import build_model
 from qvggt_deploy.quant.rtn import rtn_recipe
 from tests.micro_exports import H, W, micro_model
@@ -58,10 +58,22 @@ def test_int8_activation_mode_is_close_not_exact(exports, images, name, op):
     result, ref, _ = exports(name)
     nodes = onnx.load(str(result.path)).graph.node
     int8 = [n for n in nodes if n.op_type == op]
-    assert int8 and not [n for n in nodes if n.op_type in {"MatMulNBits", "DynamicQuantizeMatMul"} - {op}]
+    meta = read_metadata(result.path)
     if op == "MatMulNBits":
+        assert not [n for n in nodes if n.op_type == "DynamicQuantizeMatMul"]
         assert all({a.name: a.i for a in n.attribute}.get("accuracy_level") == 4 for n in int8)
-    assert read_metadata(result.path)["ort_int8_kernel"] == ("qgemm" if op == "DynamicQuantizeMatMul" else "matmulnbits")
+        assert meta["ort_compute"].startswith("W4A8, dynamic per-block")
+    else:
+        # W8A8: every block Linear's special tokens bypass the int8 GEMM through an exact MatMulNBits
+        int4 = {k for k, v in json.loads(meta["plan"]).items() if v == "w4a16"}
+        block_int4 = [n for n in token_rule_layers(micro_model()) if n in int4]
+        exact = [n for n in nodes if n.op_type == "MatMulNBits"]
+        assert block_int4 and len(exact) == len(block_int4) == len([n for n in nodes if n.op_type == "ScatterElements"])
+        assert all("accuracy_level" not in {a.name for a in n.attribute} for n in exact)
+        assert {n.name.split("/")[0] for n in exact} == set(block_int4)
+        assert meta["ort_compute"].startswith("W8A8, dynamic per-tensor") and "bypass the int8 GEMM" in meta["ort_compute"]
+    assert int8
+    assert meta["ort_int8_kernel"] == ("qgemm" if op == "DynamicQuantizeMatMul" else "matmulnbits")
     got, want = run_both(result, ref, images)
     for k in ("depth", "world_points"):
         rel = np.abs(got[k] - want[k]).mean() / np.abs(want[k]).mean()
@@ -75,7 +87,7 @@ def test_metadata_records_recipe_plan_and_passes(exports):
     assert meta["target"] == "ort" and meta["ort_accuracy_level"] == "0"
     assert meta["passes"].split(",") == ["fold-constants", "dedupe-constants", "band-upsampled-convs", "lower-attention",
                                          "lower-linears", "int4-to-matmulnbits", "cleanup"]
-    assert meta["ort_int8_kernel"] == "none"
+    assert meta["ort_int8_kernel"] == "none" and meta["ort_compute"].startswith("exact")
     assert meta["dense_loop"] == "false"
     assert meta["tokens_per_frame"] == "21" and meta["height"] == str(H)
     plan = json.loads(meta["plan"])

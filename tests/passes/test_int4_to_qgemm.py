@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.export.tensors import read_array
 from qvggt_deploy.passes import get_pass
 from qvggt_deploy.passes.int4_to_qgemm import channel_scales, int8_weights
@@ -47,3 +48,59 @@ def test_leaves_fp16_layers_alone():
     graph, _, _ = int4_matmul_graph(64, 16, 32, dtype=np.float16)
     get_pass("int4-to-qgemm")(graph)
     assert "DynamicQuantizeMatMul" not in [n.op for n in graph.nodes]
+
+
+TPF, SPECIAL = 6, 2  # tokens per frame, special tokens per frame
+
+
+def _layout_graph(K=64, N=24, group=32):
+    graph, wd, b = int4_matmul_graph(K, N, group)
+    graph.inputs[0].shape = ["batch", "tokens", K]
+    graph.outputs[0].shape = ["batch", "tokens", N]
+    return graph, wd, b
+
+
+def _tokens(frames, K=64, outlier=200.0, seed=0):
+    """``[2, frames * TPF, K]`` activations whose special tokens are far larger than the others."""
+    x = np.random.default_rng(seed).standard_normal((2, frames * TPF, K)).astype(np.float32)
+    special = (np.arange(frames * TPF) % TPF) < SPECIAL
+    x[:, special] *= outlier
+    return x, special
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_special_tokens_bypass_the_int8_gemm(frames):
+    graph, wd, b = _layout_graph()
+    get_pass("int4-to-qgemm")(graph, special_layers=["layer0"], tokens_per_frame=TPF, num_special=SPECIAL)
+    ops = [n.op for n in graph.nodes]
+    assert ops.count("DynamicQuantizeMatMul") == 1 and "ScatterElements" in ops
+    get_pass("int4-to-matmulnbits")(graph)  # what the exporter runs next: the special rows' exact MatMul
+    assert [n.op for n in graph.nodes].count("MatMulNBits") == 1
+    x, special = _tokens(frames)
+    (y,) = ort_run(graph, {"x": x})
+    ref = x @ wd.T + b
+    # special rows: the exact INT4 layer (fp32 math)
+    np.testing.assert_allclose(y[:, special], ref[:, special], rtol=1e-5, atol=1e-3)
+    # patch rows: int8, on a range their own (the outliers no longer set it)
+    plain, _, _ = _layout_graph()
+    get_pass("int4-to-qgemm")(plain)
+    (y_plain,) = ort_run(plain, {"x": x})
+    err = np.abs(y[:, ~special] - ref[:, ~special]).mean()
+    err_plain = np.abs(y_plain[:, ~special] - ref[:, ~special]).mean()
+    assert 0 < err < err_plain / 10, (err, err_plain)
+    assert np.abs(y_plain[:, special] - ref[:, special]).max() > 0  # without the bypass they are int8 too
+
+
+def test_special_layers_only():
+    graph, _, _ = int4_matmul_graph(64, 16, 32, uses=2)
+    get_pass("int4-to-qgemm")(graph, special_layers=["layer1"], tokens_per_frame=7, num_special=1)
+    gemms = [n for n in graph.nodes if n.op == "DynamicQuantizeMatMul"]
+    assert sorted(n.name for n in gemms) == ["layer0/DynamicQuantizeMatMul", "layer1/DynamicQuantizeMatMul"]
+    assert gemms[0].inputs[0].name == "x" or gemms[1].inputs[0].name == "x"
+    assert len([n for n in graph.nodes if n.op == "ScatterElements"]) == 1
+
+
+def test_special_layers_need_a_layout():
+    graph, _, _ = _layout_graph()
+    with pytest.raises(QvggtError, match="num_special"):
+        get_pass("int4-to-qgemm")(graph, special_layers=["layer0"], tokens_per_frame=0)
