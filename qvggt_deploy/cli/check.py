@@ -148,7 +148,8 @@ class Check(Command):
                  f"(seed offset {args.seed})"]
         notes += [f"`ort-{n}`: {p} (target {metas[n]['target']}, recipe {metas[n]['recipe_digest']}, "
                   f"accuracy level {metas[n].get('ort_accuracy_level', '-')}, int8 kernel "
-                  f"{metas[n].get('ort_int8_kernel', 'none')}, passes {metas[n].get('passes')})"
+                  f"{metas[n].get('ort_int8_kernel', 'none')}, computes {metas[n].get('ort_compute', '-')}, "
+                  f"passes {metas[n].get('passes')})"
                   for n, p in files]
         paths = write_report(result, args.out, extra={"files": {n: str(p) for n, p in files},
                                                      "metadata": metas}, notes=notes)

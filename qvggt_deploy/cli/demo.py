@@ -86,7 +86,7 @@ class Demo(Command):
     """Run everything on the embedded tiny model and write a report folder (Markdown + PNG).
 
     Stages: sensitivity on generated calibration scenes, calibration (QVGGT W4A16 and a
-    mixed-precision plan under a bit budget), export (FP32, W4A16 exact and int8-activation ORT
+    mixed-precision plan under a bit budget), export (FP32, W4A16 exact and W8A8 dynamic-activation ORT
     graphs, mixed, the TensorRT QDQ graph with the W4A16 plugin), lint, check (accuracy and task
     metrics), bench (latency, peak RSS, size) and figures (depth maps, point clouds). A stage whose
     component is missing or fails is reported with the reason and the stages needing it are
@@ -162,7 +162,7 @@ class Demo(Command):
         exports = {
             "fp32": ([], []),
             "w4a16": (["--recipe", str(recipes["w4a16"])], ["calibrate-w4a16"]),
-            "w4a16-int8": (["--recipe", str(recipes["w4a16"]), "--ort-int8-activations"], ["calibrate-w4a16"]),
+            "w8a8-dyn": (["--recipe", str(recipes["w4a16"]), "--ort-int8-activations"], ["calibrate-w4a16"]),
             "mixed": (["--recipe", str(recipes["mixed"])], ["calibrate-mixed"]),
             "w4a16-trt": (["--recipe", str(recipes["w4a16"]), "--target", "trt", "--trt-plugin"], ["calibrate-w4a16"]),
         }

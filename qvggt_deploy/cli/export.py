@@ -19,8 +19,10 @@ class Export(Command):
     on activations where the plan quantizes them, special tokens bypassing activation quantizers).
     --target trt: strongly typed QDQ with fp16 Casts around the quantized/fp16 layers (optionally
     the W4A16 plugin). --target ort: exact fp32 emulation, INT4 as MatMulNBits (accuracy level 0),
-    the DPT heads' full-resolution tail in row bands; --ort-int8-activations for int8 activations
-    (--ort-int8-kernel). Weights go to one external .data file above ~1.8 GB.
+    the DPT heads' full-resolution tail in row bands; --ort-int8-activations for the fast,
+    approximate W8A8 mode (INT4 weights re-gridded to int8, dynamic per-tensor int8 activations,
+    special tokens bypassing the int8 GEMM; --ort-int8-kernel matmulnbits: W4A8 with dynamic
+    per-block activations). Weights go to one external .data file above ~1.8 GB.
     The recipe digest and the passes applied are recorded in the file's metadata (qvggt.*).
     """
 
@@ -38,12 +40,15 @@ class Export(Command):
         parser.add_argument("--conv-precision", choices=["fp32", "fp16"], default="fp32",
                             help="DPT head conv weights stored in fp16 (computed in fp32). Defaults to fp32.")
         parser.add_argument("--ort-int8-activations", action="store_true",
-                            help="ort: INT4 layers with int8 activations (faster, not exact; see --ort-int8-kernel)")
+                            help="ort: INT4 layers with dynamic int8 activations, faster and not exact: "
+                                 "W8A8 with per-tensor activations (qgemm kernel) or W4A8 with per-block "
+                                 "activations (matmulnbits); see --ort-int8-kernel")
         parser.add_argument("--ort-int8-kernel", choices=["qgemm", "matmulnbits"], default=None,
-                            help="ort, with --ort-int8-activations: qgemm = DynamicQuantizeMatMul (int8 GEMM) on "
-                                 "the INT4 weights re-gridded to int8 per channel (file ~1.7x larger), activations "
-                                 "quantized per tensor at run time; matmulnbits = MatMulNBits accuracy_level 4 (INT4 "
-                                 "weights, activations per block). Defaults to qgemm.")
+                            help="ort, with --ort-int8-activations: qgemm = W8A8, dynamic per-tensor activations "
+                                 "(DynamicQuantizeMatMul on the INT4 weights re-gridded to int8 per channel, file "
+                                 "~1.7x larger; special tokens of the blocks bypass it through the exact INT4 "
+                                 "MatMul); matmulnbits = W4A8, dynamic per-block activations (MatMulNBits "
+                                 "accuracy_level 4). Defaults to qgemm.")
         parser.add_argument("--ort-int4", choices=["matmulnbits", "qdq"], default="matmulnbits",
                             help="ort: INT4 as MatMulNBits or left as QDQ (fused by ORT at load). Defaults to matmulnbits.")
         parser.add_argument("--dense-loop", action="store_true",
