@@ -59,6 +59,38 @@ class Primitives:
     point_light: torch.Tensor  # [3] position
     ambient: float = 0.35
     noise_table: torch.Tensor = None  # [_HASH_SIZE] random values in [0, 1]
+    tinted: torch.Tensor = None  # [P] bool: albedo mixed with :func:`world_tint` (None: no primitive)
+    sky_tint: bool = False  # sky coloured by ray direction instead of one colour
+
+
+def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Vectorised HSV -> RGB; ``h`` in turns, ``[R]`` each -> ``[R, 3]``."""
+    k = (torch.tensor([5.0, 3.0, 1.0], dtype=h.dtype) + h[:, None] * 6) % 6
+    return v[:, None] - v[:, None] * s[:, None] * torch.minimum(k, 4 - k).clamp(0, 1)
+
+
+def world_tint(point: torch.Tensor) -> torch.Tensor:
+    """Colour of a scene point ``[R, 3]`` from where it is: hue = azimuth around the room's
+    vertical axis, saturation falls with height, brightness rings every 1.5 m of radius.
+
+    Why: a frame's pose in the scene must be readable from the frame for relative pose to be
+    learnable by a small model on a CPU budget; the hue field is global, dense and asymmetric
+    (no two view directions see the same colours), the rings and saturation add position.
+    """
+    x, y, z = point.unbind(-1)
+    hue = torch.atan2(z, x) / (2 * torch.pi) % 1.0
+    sat = 0.85 - 0.5 * (y / 3.5).clamp(0, 1)
+    radius = torch.sqrt(x * x + z * z)
+    val = 0.72 + 0.2 * torch.cos(2 * torch.pi * radius / 1.5)
+    return _hsv_to_rgb(hue, sat, val)
+
+
+def sky_colour(dirs: torch.Tensor) -> torch.Tensor:
+    """Sky ``[R, 3]`` by ray direction ``[R, 3]`` (scene frame): hue = azimuth, paler upwards."""
+    d = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    hue = torch.atan2(d[:, 2], d[:, 0]) / (2 * torch.pi) % 1.0
+    elevation = d[:, 1].clamp(-1, 1)
+    return _hsv_to_rgb(hue, 0.55 - 0.4 * elevation.clamp(0, 1), torch.full_like(hue, 0.9))
 
 
 def intersect_boxes(o: torch.Tensor, d: torch.Tensor, prim: Primitives):
@@ -200,12 +232,18 @@ def cast(origins: torch.Tensor, dirs: torch.Tensor, pixel_angle: torch.Tensor,
     ray_len = dirs.norm(dim=-1)
     footprint = t_safe * ray_len * pixel_angle
     albedo = shade_texture(local, idx, footprint, prim)
+    if prim.tinted is not None and bool(prim.tinted.any()):
+        tint = prim.tinted[idx] & hit
+        albedo = torch.where(tint[:, None], 0.35 * albedo + 0.65 * world_tint(point), albedo)
     to_point_light = prim.point_light[None] - point
     dist2 = (to_point_light * to_point_light).sum(-1).clamp_min(1e-3)
     lam_dir = (normal * prim.light_dir[None]).sum(-1).clamp_min(0)
     lam_pt = (normal * to_point_light).sum(-1).clamp_min(0) / dist2.sqrt()
     light = prim.ambient + 0.45 * lam_dir + 0.5 * lam_pt * (6.0 / (3.0 + dist2))
     rgb = (albedo * light[:, None]).clamp(0, 1)
-    sky = torch.tensor([0.62, 0.75, 0.92], dtype=rgb.dtype)
-    rgb = torch.where(hit[:, None], rgb, sky[None].expand_as(rgb))
+    if prim.sky_tint:
+        sky = sky_colour(dirs)
+    else:
+        sky = torch.tensor([0.62, 0.75, 0.92], dtype=rgb.dtype)[None].expand_as(rgb)
+    rgb = torch.where(hit[:, None], rgb, sky)
     return {"t": t, "point": point, "rgb": rgb, "hit": hit}

@@ -21,7 +21,7 @@ from qvggt_deploy.data import render
 from qvggt_deploy.data.trajectory import TRAJECTORIES, get_trajectory, look_at
 from qvggt_deploy.errors import QvggtError
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 TRAIN_SEED_LIMIT = 10 ** 6
 EVAL_SEED_START = 10 ** 9
 MAX_DEPTH = 100.0
@@ -40,6 +40,9 @@ class SceneConfig:
         fov: horizontal field of view in degrees. Defaults to (50, 75).
         objects: number of objects. Defaults to (3, 9).
         open_sky: probability of an open scene (floor only; sky pixels are invalid). Defaults to 0.2.
+        orientation_cue: colour the room (floor, walls, ceiling) by scene position and the sky by
+            ray direction (:func:`~qvggt_deploy.data.render.world_tint`), so that each frame's pose
+            in the scene can be read from the frame. Defaults to True (generator version 2).
     """
 
     frames: int = 4
@@ -50,6 +53,7 @@ class SceneConfig:
     fov: Tuple[float, float] = (50.0, 75.0)
     objects: Tuple[int, int] = (3, 9)
     open_sky: float = 0.2
+    orientation_cue: bool = True
 
     def __post_init__(self):
         if self.frames < 1:
@@ -68,6 +72,8 @@ class Scene:
     ``mask [S,H,W]`` bool valid; ``intrinsics [S,3,3]``; ``extrinsics [S,3,4]`` camera-from-world
     (world = first camera); ``world_points [S,H,W,3]`` in the first camera's frame (0 where
     invalid). All float32 torch tensors. ``meta``: seed, generator version, config, contents.
+    ``scene_extrinsics [S,3,4]``: camera-from-scene (room frame: y up, origin on the floor at the
+    room centre), known for generated scenes only (training's absolute-pose target); else None.
     """
 
     images: torch.Tensor
@@ -77,6 +83,7 @@ class Scene:
     extrinsics: torch.Tensor
     world_points: torch.Tensor
     meta: Dict[str, Any] = field(default_factory=dict)
+    scene_extrinsics: Optional[torch.Tensor] = None
 
     @property
     def num_frames(self) -> int:
@@ -92,8 +99,9 @@ class Scene:
         E0 = E[0]
         pts = self.world_points[index].double()
         pts = (pts @ E0[:3, :3].T + E0[:3, 3]).float() * self.mask[index][..., None]
+        scene_E = None if self.scene_extrinsics is None else self.scene_extrinsics[index]
         return Scene(self.images[index], self.depth[index], self.mask[index], self.intrinsics[index],
-                     new_E, pts, dict(self.meta, frames_index=index.tolist()))
+                     new_E, pts, dict(self.meta, frames_index=index.tolist()), scene_E)
 
 
 def _to4(E: torch.Tensor) -> torch.Tensor:
@@ -168,7 +176,7 @@ def _sample_contents(rng: np.random.Generator, cfg: SceneConfig) -> Dict[str, An
             rot = _yaw(rng.uniform(0, np.pi)) @ _rot_x(rng.uniform(-0.4, 0.4))
             boxes.append((np.array([x, half[1] + rng.uniform(0, 0.3), z]), rot, half, False, _material(rng)))
     light_dir = np.array([rng.uniform(-0.6, 0.6), 1.0, rng.uniform(-0.6, 0.6)])
-    return {"open_sky": open_sky, "room_half": (hx, height, hz), "boxes": boxes, "spheres": spheres,
+    return {"open_sky": open_sky, "orientation_cue": cfg.orientation_cue, "room_half": (hx, height, hz), "boxes": boxes, "spheres": spheres,
             "light_dir": light_dir / np.linalg.norm(light_dir),
             "point_light": np.array([rng.uniform(-1, 1), min(height, 3.5) - 0.3, rng.uniform(-1, 1)]),
             "ambient": float(rng.uniform(0.25, 0.45))}
@@ -189,6 +197,10 @@ def _to_primitives(contents: Dict[str, Any], rng: np.random.Generator) -> render
         color_b=f([m["color_b"] for m in mats]), stripe_dir=f([m["stripe_dir"] for m in mats]),
         offset=f([m["offset"] for m in mats]))
     empty3 = torch.zeros(0, 3)
+    room = 1 if contents["open_sky"] else 6  # the first boxes are the floor (and walls, ceiling)
+    cue = bool(contents.get("orientation_cue", False))
+    tinted = torch.zeros(len(mats), dtype=torch.bool)
+    tinted[:room] = cue
     return render.Primitives(
         box_center=f([b[0] for b in boxes]), box_rot=f([b[1] for b in boxes]), box_half=f([b[2] for b in boxes]),
         box_inside=torch.tensor([b[3] for b in boxes], dtype=torch.bool),
@@ -197,7 +209,8 @@ def _to_primitives(contents: Dict[str, Any], rng: np.random.Generator) -> render
         sphere_rot=f([s[2] for s in spheres]) if spheres else torch.zeros(0, 3, 3),
         materials=materials, light_dir=f(contents["light_dir"]), point_light=f(contents["point_light"]),
         ambient=contents["ambient"], noise_table=torch.as_tensor(rng.uniform(size=render._HASH_SIZE),
-                                                                 dtype=torch.float32))
+                                                                 dtype=torch.float32),
+        tinted=tinted, sky_tint=cue)
 
 
 def _camera_ok(eye: np.ndarray, contents: Dict[str, Any], margin: float = 0.3) -> bool:
@@ -265,7 +278,7 @@ def generate_scene(seed: int, config: Optional[SceneConfig] = None) -> Scene:
             "open_sky": contents["open_sky"], "num_boxes": len(contents["boxes"]),
             "num_spheres": len(contents["spheres"])}
     return Scene(images=images, depth=depth, mask=mask, intrinsics=K.expand(S, 3, 3).clone(),
-                 extrinsics=rel, world_points=pts, meta=meta)
+                 extrinsics=rel, world_points=pts, meta=meta, scene_extrinsics=E_scene[:, :3, :].float())
 
 
 def _jsonable(obj):

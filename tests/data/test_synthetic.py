@@ -96,3 +96,20 @@ def test_bad_config_is_a_clear_error():
         SceneConfig(trajectory="spiral")
     with pytest.raises(QvggtError, match="frames"):
         SceneConfig(frames=0)
+
+
+def test_orientation_cue_colours_room_by_position_and_keeps_geometry():
+    from qvggt_deploy.data.render import sky_colour, world_tint
+
+    cfg = SceneConfig(frames=2, image_size=(42, 42))
+    cued, plain = generate_scene(11, cfg), generate_scene(11, SceneConfig(frames=2, image_size=(42, 42),
+                                                                         orientation_cue=False))
+    assert torch.equal(cued.depth, plain.depth) and torch.equal(cued.extrinsics, plain.extrinsics)
+    assert not torch.equal(cued.images, plain.images)
+    # Opposite azimuths get different colours; the same azimuth at the same height and radius the same.
+    east, west = world_tint(torch.tensor([[2.0, 1.0, 0.0], [-2.0, 1.0, 0.0]]))
+    assert (east - west).abs().max() > 0.3
+    assert torch.allclose(world_tint(torch.tensor([[0.0, 1.0, 2.0]])), world_tint(torch.tensor([[0.0, 1.0, 2.0]])))
+    north, south = sky_colour(torch.tensor([[0.0, 0.1, 1.0], [0.0, 0.1, -1.0]]))
+    assert (north - south).abs().max() > 0.3
+    assert cued.meta["config"]["orientation_cue"] is True
