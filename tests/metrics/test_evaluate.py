@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from qvggt_deploy.data.synthetic import SceneConfig, generate_scene
 from qvggt_deploy.geometry import extri_intri_to_pose_encoding
@@ -35,3 +36,23 @@ def test_mean_skips_nan_and_ids():
     rows = [{"scene": 0, "seed": 5, "a": 1.0, "b": float("nan")}, {"scene": 1, "seed": 6, "a": 3.0}]
     assert mean_metrics(rows)["a"] == 2.0 and "seed" not in mean_metrics(rows)
     assert mean_metrics(rows)["b"] != mean_metrics(rows)["b"]  # NaN when no value
+
+
+def test_camera_priors_never_look_at_images_and_score_as_documented():
+    from qvggt_deploy.data.synthetic import SceneConfig, generate_scene
+    from qvggt_deploy.metrics.baselines import BASELINES, camera_prior_extrinsics
+    from qvggt_deploy.metrics.camera import camera_metrics
+
+    scene = generate_scene(5, SceneConfig(frames=3, image_size=(28, 28)))
+    ident = camera_metrics(camera_prior_extrinsics("identity", scene), scene.extrinsics)
+    fwd = camera_metrics(camera_prior_extrinsics("forward", scene), scene.extrinsics)
+    assert ident["rte_deg"] == pytest.approx(90.0) and ident["auc@30"] == 0
+    assert fwd["rre_deg"] == pytest.approx(ident["rre_deg"]) and fwd["rte_deg"] < 90
+    dark = generate_scene(5, SceneConfig(frames=3, image_size=(28, 28)))
+    dark.images = torch.zeros_like(dark.images)
+    for name in ("forward", "mean_trajectory"):
+        a, b = BASELINES[name](scene), BASELINES[name](dark)
+        assert torch.equal(a["pose_enc"], b["pose_enc"]) and a["pose_enc"].shape == (1, 3, 9)
+    mean_traj = camera_prior_extrinsics("mean_trajectory", scene)
+    assert torch.allclose(mean_traj[:, :, :3] @ mean_traj[:, :, :3].transpose(1, 2), torch.eye(3).expand(3, 3, 3),
+                          atol=1e-5)
