@@ -41,6 +41,13 @@ CURRICULA: Dict[str, Tuple[Phase, ...]] = {
         Phase(until=1.0, size_scale=1.0, frames=(2, 3, 4), batch=2),
     ),
     "native": (Phase(until=1.0, size_scale=1.0, frames=(2, 3, 4), batch=2),),
+    # For camera learning on a CPU budget (scenes with the orientation cue): larger batches at half
+    # resolution with the full rotation range from the first step (no easy warm-up: 2-8 degrees is
+    # sub-patch motion at 112 px), then native resolution with 3-4 frames.
+    "geometry": (
+        Phase(until=0.7, size_scale=0.5, frames=(2, 3, 4), batch=4, rotation=(5.0, 20.0)),
+        Phase(until=1.0, size_scale=1.0, frames=(3, 4), batch=2, rotation=(5.0, 20.0)),
+    ),
 }
 
 
@@ -74,8 +81,9 @@ def make_batch(run_seed: int, step: int, phase: Phase, img_size: int) -> Dict[st
 
     Returns:
         ``images [B,S,3,H,W]``, ``depth [B,S,H,W]``, ``mask [B,S,H,W]``, ``world_points
-        [B,S,H,W,3]``, ``extrinsics [B,S,3,4]``, ``intrinsics [B,S,3,3]`` (raw metric ground truth;
-        frames shuffled so any view may be the reference).
+        [B,S,H,W,3]``, ``extrinsics [B,S,3,4]``, ``intrinsics [B,S,3,3]``, ``scene_extrinsics
+        [B,S,3,4]`` (camera-from-room; raw metric ground truth; frames shuffled so any view may be
+        the reference).
     """
     rng = np.random.default_rng([int(run_seed), int(step), 7])
     frames = int(rng.choice(phase.frames))
@@ -85,5 +93,5 @@ def make_batch(run_seed: int, step: int, phase: Phase, img_size: int) -> Dict[st
     for b in range(phase.batch):
         scene = generate_scene(scene_seed(run_seed, step, b), cfg)
         scenes.append(scene.subset(rng.permutation(frames)))
-    keys = ("images", "depth", "mask", "world_points", "extrinsics", "intrinsics")
+    keys = ("images", "depth", "mask", "world_points", "extrinsics", "intrinsics", "scene_extrinsics")
     return {k: torch.stack([getattr(s, k) for s in scenes]) for k in keys}

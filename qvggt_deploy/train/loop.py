@@ -31,6 +31,7 @@ from qvggt_deploy.log import get_logger, progress
 from qvggt_deploy.model import build_model, get_preset, load_checkpoint, save_checkpoint
 from qvggt_deploy.train.data import get_curriculum, make_batch, phase_at
 from qvggt_deploy.train.losses import normalize_ground_truth, vggt_loss
+from qvggt_deploy.train.pose_probe import AbsolutePoseProbe, CameraTokenTap, absolute_pose_loss, camera_go_no_go
 
 logger = get_logger(__name__)
 
@@ -42,7 +43,11 @@ class TrainConfig:
     ``enable_track`` defaults to False: the track head is not trained here (it has no loss);
     a checkpoint for the full preset gets its track head from a seeded random init.
     ``init_from`` starts from existing weights (a second stage: fresh optimizer and schedule);
-    ``weight_*`` scale the three losses (VGGT: camera 5, depth 1, points 1).
+    ``weight_*`` scale the three losses (VGGT: camera 5, depth 1, points 1); ``weight_abs_pose``
+    > 0 adds the training-only absolute-pose probe (:mod:`qvggt_deploy.train.pose_probe`).
+    ``probe_every`` > 0 logs the held-out camera go/no-go figures every that many steps.
+    ``dense_frames`` > 0 runs the depth and point heads (three quarters of a step's time) on that
+    many randomly chosen frames per step instead of all; the camera sees every frame.
     """
 
     preset: str = "tiny"
@@ -58,7 +63,10 @@ class TrainConfig:
     weight_camera: float = 5.0
     weight_depth: float = 1.0
     weight_point: float = 1.0
+    weight_abs_pose: float = 0.0
     init_from: Optional[str] = None
+    probe_every: int = 0
+    dense_frames: int = 0
     log_every: int = 10
     ckpt_every: int = 200
     snapshot_every: int = 1000
@@ -75,6 +83,33 @@ def _load_init(model: torch.nn.Module, path: str, preset: str) -> None:
         own = model.state_dict()
         model.load_state_dict({k: v for k, v in full.state_dict().items() if k in own})
     logger.info("initialised from %s", path)
+
+
+def forward_for_training(model: torch.nn.Module, images: torch.Tensor, gt: Dict[str, torch.Tensor],
+                         dense_frames: int):
+    """The model's forward for a training step, with the dense heads on ``dense_frames`` random
+    frames (all when 0 or >= S). Returns predictions and the ground truth cut to the same frames
+    for the dense keys (the camera keeps all frames). Frames are drawn from torch's global RNG,
+    which the resumable state holds."""
+    S = images.shape[1]
+    if dense_frames <= 0 or dense_frames >= S:
+        return model(images), gt
+    index = torch.randperm(S)[:dense_frames].sort().values
+    tokens_list, patch_start_idx = model.aggregator(images)
+    pred = {}
+    if model.camera_head is not None:
+        pred["pose_enc_list"] = model.camera_head(tokens_list)
+        pred["pose_enc"] = pred["pose_enc_list"][-1]
+    sub_tokens = [t[:, index] for t in tokens_list]
+    sub_images = images[:, index]
+    if model.depth_head is not None:
+        pred["depth"], pred["depth_conf"] = model.depth_head(sub_tokens, sub_images, patch_start_idx)
+    if model.point_head is not None:
+        pred["world_points"], pred["world_points_conf"] = model.point_head(sub_tokens, sub_images, patch_start_idx)
+    sub_gt = dict(gt)
+    for key in ("depth", "mask", "world_points"):
+        sub_gt[key] = gt[key][:, index]
+    return pred, sub_gt
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -94,9 +129,11 @@ def _param_groups(model: torch.nn.Module, weight_decay: float):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _save_state(path: Path, model, optimizer, step: int, cfg: TrainConfig) -> None:
+def _save_state(path: Path, model, optimizer, step: int, cfg: TrainConfig, probe=None) -> None:
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
              "config": asdict(cfg), "torch_rng": torch.get_rng_state()}
+    if probe is not None:
+        state["probe"] = probe.state_dict()
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -146,7 +183,11 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
     model = build_model(model_cfg, seed=cfg.seed)
     if cfg.init_from:
         _load_init(model, cfg.init_from, cfg.preset)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
+    probe = AbsolutePoseProbe(2 * model_cfg.embed_dim) if cfg.weight_abs_pose > 0 else None
+    groups = _param_groups(model, cfg.weight_decay)
+    if probe is not None:
+        groups[1]["params"] = groups[1]["params"] + list(probe.parameters())
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
     curriculum = get_curriculum(cfg.curriculum)
     state_path, log_path = out / "state.pt", out / "log.jsonl"
     start = 0
@@ -155,7 +196,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
         saved = state["config"]
         defaults = asdict(TrainConfig())  # fields added later compare against their defaults
         diff = {k: (saved.get(k, defaults[k]), v) for k, v in asdict(cfg).items()
-                if k not in ("steps", "log_every", "ckpt_every", "snapshot_every")
+                if k not in ("steps", "log_every", "ckpt_every", "snapshot_every", "probe_every")
                 and saved.get(k, defaults[k]) != v}
         if diff:
             raise QvggtError(f"{state_path}: written by a run with another config (saved, now): {diff}; "
@@ -164,6 +205,8 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
             logger.warning("resuming a %d-step run as a %d-step run: the LR schedule and curriculum change from "
                            "here on (not bit-identical to either run)", saved["steps"], cfg.steps)
         model.load_state_dict(state["model"])
+        if probe is not None:
+            probe.load_state_dict(state["probe"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         start = int(state["step"])
@@ -174,6 +217,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
     write_json(out / "config.json", asdict(cfg))
 
     model.train()
+    tap = CameraTokenTap(model) if probe is not None else None
     t_start = time.perf_counter()
     end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
     bar = progress(range(start, end), desc="train", total=end - start)
@@ -185,8 +229,12 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
             lr = lr_at(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            pred = model(batch["images"])
+            pred, gt = forward_for_training(model, batch["images"], gt, cfg.dense_frames)
             losses = vggt_loss(pred, gt, cfg.weight_camera, cfg.weight_depth, cfg.weight_point)
+            if probe is not None:
+                abs_pose = absolute_pose_loss(probe(tap.tokens), batch["scene_extrinsics"])
+                losses["loss"] = losses["loss"] + cfg.weight_abs_pose * abs_pose["loss_abs_pose"]
+                losses.update(loss_abs_pose=abs_pose["loss_abs_pose"].detach(), abs_rot_l1=abs_pose["abs_rot_l1"])
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -207,11 +255,18 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
                 if on_log:
                     on_log(record)
                 logger.debug("step %d loss %.4f", done, record["loss"])
+            if cfg.probe_every and (done % cfg.probe_every == 0 or done == end):
+                record = {"step": done, "go_no_go": {k: round(v, 3) for k, v in camera_go_no_go(model).items()}}
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                logger.info("step %d held-out camera: %s", done, record["go_no_go"])
             if done % cfg.snapshot_every == 0:
                 save_checkpoint(model, out / "snapshots" / f"step_{done:07d}.safetensors",
                                 metadata={"step": done, "preset": cfg.preset})
             if done % cfg.ckpt_every == 0 or done == end:
-                _save_state(state_path, model, optimizer, done, cfg)
+                _save_state(state_path, model, optimizer, done, cfg, probe)
+    if tap is not None:
+        tap.remove()
     model.eval()
     if end < cfg.steps:
         logger.info("stopped at step %d of %d; rerun to resume", end, cfg.steps)

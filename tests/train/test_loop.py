@@ -45,3 +45,39 @@ def test_second_stage_from_weights_with_other_loss_weights(tmp_path):
     second = train(cfg, tmp_path / "b")  # lr 0: weights unchanged, so the init must be exact
     for (name, p), q in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(p, q), name
+
+
+def test_probe_and_dense_frames_resume_bit_exact_and_checkpoint_holds_vggt_only(tmp_path):
+    cfg = TrainConfig(preset="micro", steps=2, warmup=1, log_every=1, ckpt_every=1, snapshot_every=10,
+                      weight_abs_pose=1.0, dense_frames=1)
+    straight = train(cfg, tmp_path / "a")
+    train(cfg, tmp_path / "b", stop_at=1)
+    state = torch.load(tmp_path / "b" / "state.pt", weights_only=False)
+    assert set(state["probe"]) == {"norm.weight", "norm.bias", "proj.weight", "proj.bias"}
+    resumed = train(cfg, tmp_path / "b")
+    for (name, p), q in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(p, q), name
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert all(r["loss_abs_pose"] > 0 for r in log)
+    full = build_model("micro")
+    load_checkpoint(tmp_path / "a" / "model.safetensors", full)  # strict: no probe keys leak in
+
+
+def test_dense_heads_on_a_frame_subset_match_the_full_forward():
+    from qvggt_deploy.train.loop import forward_for_training
+
+    model = build_model("micro").train()
+    images = torch.rand(2, 3, 3, 56, 56)
+    gt = {"depth": torch.rand(2, 3, 56, 56), "mask": torch.ones(2, 3, 56, 56, dtype=torch.bool),
+          "world_points": torch.rand(2, 3, 56, 56, 3), "pose_enc": torch.rand(2, 3, 9)}
+    full = model(images)
+    torch.manual_seed(0)
+    pred, sub_gt = forward_for_training(model, images, gt, dense_frames=1)
+    torch.manual_seed(0)
+    index = torch.randperm(3)[:1].sort().values
+    assert pred["depth"].shape[1] == 1 and pred["pose_enc"].shape[1] == 3
+    assert torch.allclose(pred["depth"], full["depth"][:, index], atol=1e-5)
+    assert torch.allclose(pred["world_points"], full["world_points"][:, index], atol=1e-5)
+    assert torch.equal(sub_gt["depth"], gt["depth"][:, index]) and torch.equal(sub_gt["pose_enc"], gt["pose_enc"])
+    same, same_gt = forward_for_training(model, images, gt, dense_frames=0)
+    assert same_gt is gt and same["depth"].shape[1] == 3
