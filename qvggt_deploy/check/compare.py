@@ -98,6 +98,9 @@ class CheckResult:
     agreement: List[Dict[str, Any]] = field(default_factory=list)
     inference_seconds: Dict[str, float] = field(default_factory=dict)
     samples: int = 0
+    # Camera priors on the same scenes (they never look at the images): a runner's camera AUC
+    # means something only beside theirs.
+    camera_priors_vs_ground_truth: Dict[str, Dict[str, float]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return all(bool(p) for p in self.pairs) and all(a["passed"] for a in self.agreement)
@@ -123,6 +126,7 @@ class CheckResult:
             } for p in self.pairs],
             "metrics_vs_ground_truth": self.metrics_vs_ground_truth,
             "metric_agreement": self.agreement,
+            "camera_priors_vs_ground_truth": self.camera_priors_vs_ground_truth,
         }
 
 
@@ -210,10 +214,18 @@ def run_check(runners: Sequence[Any], feeds: Sequence[Dict[str, np.ndarray]], co
         rows = [task_metrics(outputs[c.candidate][k], pseudo_ground_truth(outputs[c.reference][k]))
                 for k in range(len(feeds))]
         pairs.append(PairResult(c, stats, _mean_rows(rows), all(s.passed for s in stats.values()) if gated else None))
-    vs_gt = {}
+    vs_gt, priors = {}, {}
     if ground_truth is not None:
+        from qvggt_deploy.metrics.baselines import BASELINES, CAMERA_PRIORS
+
         for name in names:
             vs_gt[name] = _mean_rows([task_metrics(outputs[name][k], ground_truth[k]) for k in range(len(feeds))])
+        for name in ("trivial",) + CAMERA_PRIORS:
+            rows = [task_metrics({k: v.numpy() for k, v in BASELINES[name](scene).items()}, scene)
+                    for scene in ground_truth if hasattr(scene, "intrinsics")]
+            if rows:
+                priors["identity" if name == "trivial" else name] = {
+                    k: v for k, v in _mean_rows(rows).items() if k in ("auc@30", "rre_deg", "rte_deg")}
     agreement = []
     for a, b in agree:
         if a not in vs_gt or b not in vs_gt:
@@ -225,4 +237,4 @@ def run_check(runners: Sequence[Any], feeds: Sequence[Dict[str, np.ndarray]], co
                 delta = 0.0 if both_nan else abs(va - vb)
                 agreement.append({"a": a, "b": b, "metric": key, "a_value": va, "b_value": vb, "delta": delta,
                                   "tolerance": tol, "passed": bool(both_nan or delta <= tol)})
-    return CheckResult(names, pairs, vs_gt, agreement, seconds, len(feeds))
+    return CheckResult(names, pairs, vs_gt, agreement, seconds, len(feeds), priors)

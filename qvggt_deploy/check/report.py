@@ -51,6 +51,13 @@ def markdown(result: CheckResult, title: str = "qvggt check", notes: Sequence[st
         parts += ["", "## Task metrics against ground truth (mean over samples)", ""]
         parts.append(_table(["runner"] + [METRIC_LABELS[k] for k in keys],
                             [[name] + [m.get(k) for k in keys] for name, m in result.metrics_vs_ground_truth.items()]))
+        if result.camera_priors_vs_ground_truth:
+            parts += ["", "Camera priors on the same scenes (they never look at the images; a runner's camera "
+                      "figures mean something only beside these):", ""]
+            prior_keys = ("auc@30", "rre_deg", "rte_deg")
+            parts.append(_table(["prior"] + [METRIC_LABELS.get(k, k) for k in prior_keys],
+                                [[name] + [m.get(k) for k in prior_keys]
+                                 for name, m in result.camera_priors_vs_ground_truth.items()]))
     keys = [k for k in TASK_METRICS if any(k in p.metrics_vs_reference for p in result.pairs)]
     if keys:
         parts += ["", "## Task metrics against the reference runner's outputs", ""]

@@ -269,6 +269,9 @@ class Demo(Command):
             for runner, m in doc.get("metrics_vs_ground_truth", {}).items():
                 lines.append(f"| {runner} | {m.get('auc@30', float('nan')):.2f} | {m.get('abs_rel', float('nan')):.4f} "
                              f"| {m.get('chamfer', float('nan')):.4f} |")
+            for prior, m in doc.get("camera_priors_vs_ground_truth", {}).items():
+                lines.append(f"| prior: {prior} cameras (never sees the images) | {m.get('auc@30', float('nan')):.2f} "
+                             f"| - | - |")
         for title, png, stage in sections:
             if (out / png).exists() and p.ok(stage):
                 lines += ["", f"## {title}", "", f"![{title}]({png})"]

@@ -11,25 +11,37 @@ from qvggt_deploy.log import get_logger
 
 logger = get_logger(__name__)
 
+CAMERA_KEYS = ("auc@30", "auc@15", "rra@15", "rta@15", "rre_deg", "rte_deg")
 TABLE_KEYS = ("auc@30", "auc@15", "rra@15", "rta@15", "rre_deg", "rte_deg", "abs_rel", "delta_1.25",
               "accuracy", "completeness", "chamfer", "depthcam_chamfer", "consistency")
 
 
 def format_table(result: Dict[str, Any]) -> str:
-    """Model vs trivial baseline, one metric per row (arrows say which way is better)."""
+    """Model vs the trivial baseline and, for the camera rows, the camera priors (arrows say
+    which way is better). A camera figure means something only beside the priors'."""
+    from qvggt_deploy.metrics.baselines import CAMERA_PRIORS
     from qvggt_deploy.metrics.summary import higher_is_better
 
     mean = result["mean"]
-    base = result["baselines"].get("trivial", {}).get("mean", {})
-    lines = [f"{'metric':<20}{'model':>12}{'baseline':>12}", "-" * 44]
+    baselines = result["baselines"]
+    columns = ["trivial"] + [name for name in CAMERA_PRIORS if name in baselines]
+    header = {"trivial": "trivial", "forward": "fwd prior", "mean_trajectory": "mean traj"}
+    lines = [f"{'metric':<20}{'model':>12}" + "".join(f"{header.get(c, c):>12}" for c in columns),
+             "-" * (32 + 12 * len(columns))]
     for key in TABLE_KEYS:
         if key not in mean:
             continue
-        ref = base.get(key, base.get(key.replace("depthcam_", "")))
         arrow = "^" if higher_is_better(key) else "v"
-        ref_s = f"{ref:12.4f}" if ref is not None else f"{'-':>12}"
-        lines.append(f"{key + ' ' + arrow:<20}{mean[key]:12.4f}{ref_s}")
-    lines.append(f"({result['num_scenes']} scenes; baseline: {result['baselines'].get('trivial', {}).get('description', '-')})")
+        row = f"{key + ' ' + arrow:<20}{mean[key]:12.4f}"
+        for name in columns:
+            base = baselines.get(name, {}).get("mean", {})
+            ref = base.get(key, base.get(key.replace("depthcam_", "")))
+            if name != "trivial" and key not in CAMERA_KEYS:
+                ref = None  # the priors' depth and points are the trivial ones
+            row += f"{ref:12.4f}" if ref is not None else f"{'-':>12}"
+        lines.append(row)
+    lines.append(f"({result['num_scenes']} scenes; trivial: {baselines.get('trivial', {}).get('description', '-')}; "
+                 f"trivial cameras = the identity prior)")
     return "\n".join(lines)
 
 
@@ -39,8 +51,9 @@ class Evaluate(Command):
     Generated scenes use seeds 10^9 + SEED + i (never used in training). With --scene-dir the
     scenes are read from disk instead (a scene folder, or a folder of them; see docs/scenes.md).
     The same metrics are computed for a trivial baseline (constant depth = median GT depth of
-    frame 0, identity cameras with the true intrinsics) on the same scenes. --json writes means,
-    per-scene values and the baseline; a small table is printed.
+    frame 0, identity cameras with the true intrinsics) and for two camera priors that never look
+    at the images (identity rotations + forward translation; the mean training trajectory) on the
+    same scenes. --json writes means, per-scene values and the baselines; a table is printed.
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -103,7 +116,10 @@ class Evaluate(Command):
             source, total = eval_scenes(args.scenes, args.frames, args.seed, (size, size)), args.scenes
         dtype = DTYPES[args.dtype]
         model_fn = torch_model_fn(model, device, getattr(torch, dtype) if dtype else None)
-        result = evaluate_model(model_fn, source, max_points=args.max_points, total=total)
+        from qvggt_deploy.metrics.baselines import CAMERA_PRIORS
+
+        result = evaluate_model(model_fn, source, baselines=("trivial",) + CAMERA_PRIORS,
+                                max_points=args.max_points, total=total)
         result["settings"] = {"preset": args.preset, "checkpoint": args.checkpoint or "embedded",
                               "recipe": args.recipe, "activations": args.activations,
                               "scene_dir": args.scene_dir,

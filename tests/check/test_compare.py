@@ -43,6 +43,10 @@ def test_exact_pairs_pass_and_metrics_agree(exports, scenes):
     assert abs(gt["ort-w4a16"]["abs_rel"] - gt["torch-w4a16"]["abs_rel"]) < 1e-5
     doc = result.to_dict()
     assert doc["passed"] is True and doc["comparisons"][0]["outputs"]["depth"]["passed"] is True
+    priors = doc["camera_priors_vs_ground_truth"]
+    assert set(priors) == {"identity", "forward", "mean_trajectory"}
+    assert priors["identity"]["rte_deg"] == pytest.approx(90.0) and priors["forward"]["rte_deg"] < 90
+    assert "Camera priors" in markdown(result)
 
 
 def test_a_real_difference_fails_the_check(exports, scenes):
