@@ -48,6 +48,9 @@ CURRICULA: Dict[str, Tuple[Phase, ...]] = {
         Phase(until=0.7, size_scale=0.5, frames=(2, 3, 4), batch=4, rotation=(5.0, 20.0)),
         Phase(until=1.0, size_scale=1.0, frames=(3, 4), batch=2, rotation=(5.0, 20.0)),
     ),
+    # A second stage at native resolution: features that read the cue at 112 px do not carry over
+    # to 224 px by themselves (measured: absolute-pose probe error 11 -> 71 degrees).
+    "geometry-native": (Phase(until=1.0, size_scale=1.0, frames=(3, 4), batch=2, rotation=(5.0, 20.0)),),
 }
 
 

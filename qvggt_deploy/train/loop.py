@@ -72,9 +72,17 @@ class TrainConfig:
     snapshot_every: int = 1000
 
 
-def _load_init(model: torch.nn.Module, path: str, preset: str) -> None:
+def _load_init(model: torch.nn.Module, path: str, preset: str, probe: Optional[torch.nn.Module] = None) -> None:
     """Start from ``path``: weights of the trained heads, or of the full preset (its track head,
-    not trained here, is then dropped). Errors name the file."""
+    not trained here, is then dropped), or another run's ``state.pt`` (its model and, when both
+    runs have one, its absolute-pose probe). Errors name the file."""
+    if Path(path).name == "state.pt":
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        if probe is not None and "probe" in state:
+            probe.load_state_dict(state["probe"])
+        logger.info("initialised from %s (step %d of that run)", path, int(state["step"]))
+        return
     try:
         load_checkpoint(path, model)
     except QvggtError:
@@ -181,9 +189,9 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
     model_cfg = get_preset(cfg.preset).replace(enable_track=cfg.enable_track)
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg, seed=cfg.seed)
-    if cfg.init_from:
-        _load_init(model, cfg.init_from, cfg.preset)
     probe = AbsolutePoseProbe(2 * model_cfg.embed_dim) if cfg.weight_abs_pose > 0 else None
+    if cfg.init_from:
+        _load_init(model, cfg.init_from, cfg.preset, probe)
     groups = _param_groups(model, cfg.weight_decay)
     if probe is not None:
         groups[1]["params"] = groups[1]["params"] + list(probe.parameters())
