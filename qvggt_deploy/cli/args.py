@@ -24,7 +24,7 @@ def add_device_args(parser: argparse.ArgumentParser, dtypes=("fp32", "bf16", "fp
     group.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N. Defaults to cpu.")
     group.add_argument("--dtype", default="fp32", choices=list(dtypes),
                        help="autocast dtype for the aggregator (heads always run in fp32). Defaults to fp32.")
-    group.add_argument("--threads", type=int, default=None,
+    group.add_argument("--threads", type=positive_int, default=None,
                        help="torch CPU threads. Defaults to torch's own choice.")
 
 
@@ -45,7 +45,101 @@ def resolve_device(name: str):
 
 
 def apply_threads(threads) -> None:
+    if threads is not None and int(threads) < 1:
+        raise QvggtError(f"--threads must be at least 1, got {threads}")
     if threads:
         import torch
 
         torch.set_num_threads(int(threads))
+
+
+# ---- option values, checked where they are parsed (argparse reports them as usage errors) ------
+PATCH = 14  # every preset's patch size; image sizes must be multiples of it
+
+
+class OptionValueError(argparse.ArgumentTypeError):
+    """A well-formed option whose value is out of range: a user error (exit 1), not a usage error."""
+
+
+def _number(kind, text: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise OptionValueError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if kind is float and value != value or value in (float("inf"), float("-inf")):
+        raise OptionValueError(f"{text!r} is not a finite number")
+    return value
+
+
+def at_least(low, kind=int):
+    """argparse type: a number >= ``low``."""
+    def parse(text: str):
+        value = _number(kind, text)
+        if value < low:
+            raise OptionValueError(f"must be at least {low}, got {text}")
+        return value
+
+    parse.__name__ = f"{kind.__name__} >= {low}"
+    return parse
+
+
+positive_int = at_least(1)
+nonneg_int = at_least(0)
+
+
+def in_range(low: float, high: float):
+    """argparse type: a float in [low, high]."""
+    def parse(text: str) -> float:
+        value = _number(float, text)
+        if not low <= value <= high:
+            raise OptionValueError(f"must be in [{low:g}, {high:g}], got {text}")
+        return value
+
+    parse.__name__ = f"number in [{low:g}, {high:g}]"
+    return parse
+
+
+def positive_float(text: str) -> float:
+    value = _number(float, text)
+    if value <= 0:
+        raise OptionValueError(f"must be above 0, got {text}")
+    return value
+
+
+def image_side(text: str) -> int:
+    """argparse type: an image side in pixels, a positive multiple of the patch size."""
+    value = _number(int, text)
+    if value < PATCH or value % PATCH:
+        raise OptionValueError(f"must be a positive multiple of the patch size {PATCH}, got {text} "
+                                         f"(e.g. {max(PATCH, round(value / PATCH) * PATCH)})")
+    return value
+
+
+def add_force_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help=f"replace --out even if it is not {what} (its content is lost)")
+
+
+# ---- what an existing output is, so that only our own outputs are ever replaced --------------
+def is_recipe_dir(path) -> bool:
+    from pathlib import Path
+
+    return (Path(path) / "recipe.json").is_file()
+
+
+def is_qvggt_onnx(path) -> bool:
+    """A file `qvggt export` wrote (qvggt.* metadata), or an empty file (nothing to lose)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.stat().st_size == 0:
+        return True
+    with open(path, "rb") as f:
+        if f.read(1) != b"\x08":  # an ONNX ModelProto starts with ir_version (field 1, varint)
+            return False
+    try:
+        from qvggt_deploy.export.onnx import read_metadata
+
+        return bool(read_metadata(path))
+    except QvggtError:
+        return False

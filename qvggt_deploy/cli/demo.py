@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from qvggt_deploy.cli.args import positive_float, positive_int
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
@@ -99,14 +100,14 @@ class Demo(Command):
         parser.add_argument("--preset", default="tiny", help="model preset. Defaults to tiny (the embedded model).")
         parser.add_argument("--method", default="qvggt", choices=["qvggt", "awq", "rtn"],
                             help="calibration method. Defaults to qvggt.")
-        parser.add_argument("--calib-scenes", type=int, default=4, help="generated calibration scenes. Defaults to 4.")
-        parser.add_argument("--frames", type=int, default=4, help="frames per scene. Defaults to 4.")
-        parser.add_argument("--group", type=int, default=32, help="INT4 group size. Defaults to 32.")
-        parser.add_argument("--avg-bits", type=float, default=5.0,
+        parser.add_argument("--calib-scenes", type=positive_int, default=4, help="generated calibration scenes. Defaults to 4.")
+        parser.add_argument("--frames", type=positive_int, default=4, help="frames per scene. Defaults to 4.")
+        parser.add_argument("--group", type=positive_int, default=32, help="INT4 group size. Defaults to 32.")
+        parser.add_argument("--avg-bits", type=positive_float, default=5.0,
                             help="bit budget of the mixed-precision plan. Defaults to 5.")
-        parser.add_argument("--check-scenes", type=int, default=2, help="held-out scenes for check. Defaults to 2.")
-        parser.add_argument("--bench-runs", type=int, default=3, help="timed runs per variant. Defaults to 3.")
-        parser.add_argument("--threads", type=int, default=None, help="CPU threads")
+        parser.add_argument("--check-scenes", type=positive_int, default=2, help="held-out scenes for check. Defaults to 2.")
+        parser.add_argument("--bench-runs", type=positive_int, default=3, help="timed runs per variant. Defaults to 3.")
+        parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads")
         parser.add_argument("--quick", action="store_true", help="minimal settings (tests): 1 scene, 2 frames, RTN")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -115,7 +116,9 @@ class Demo(Command):
 
         if args.quick:
             args.calib_scenes, args.frames, args.check_scenes, args.bench_runs, args.method = 1, 2, 1, 1, "rtn"
-        out = Path(args.out)
+        from qvggt_deploy.fileio import check_output_dir
+
+        out = check_output_dir(args.out, replace=False)
         out.mkdir(parents=True, exist_ok=True)
         size = get_preset(args.preset).img_size
         p = Pipeline()

@@ -84,6 +84,10 @@ class Evaluate(Command):
         from qvggt_deploy.metrics.evaluate import eval_scenes, evaluate_model, torch_model_fn
         from qvggt_deploy.model.checkpoint import load_model
 
+        if args.json:
+            from qvggt_deploy.fileio import check_output_file
+
+            check_output_file(args.json, what="JSON report", option="--json")  # before the work, not after
         apply_threads(args.threads)
         device = resolve_device(args.device)
         model = load_model(args.preset, args.checkpoint, device="cpu")

@@ -2,12 +2,17 @@
 
 Each subcommand lives in its own module; one that fails to import (a missing optional package,
 say) is replaced by a stub that reports the import error only when it is invoked, so the other
-commands keep working. User errors (:class:`QvggtError`) print one line and exit 1.
+commands keep working. User errors (:class:`QvggtError`, an option value out of range, and the
+environment's: OSError, images PIL refuses, out of memory) print one line and exit 1; a malformed
+command line (unknown option, missing argument) prints one line and exits 2. Any other exception
+is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import signal
 import sys
 import time
 from typing import List, Optional
@@ -51,8 +56,53 @@ def load_command(name: str) -> Command:
     return command
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the usage block hides the message on a narrow terminal).
+
+    A value out of its option's range (:class:`~qvggt_deploy.cli.args.OptionValueError`) exits 1
+    like any other user error; a malformed command line (unknown option, missing argument) exits 2.
+    """
+
+    def error(self, message: str):
+        from qvggt_deploy.cli.args import OptionValueError
+
+        cause = sys.exc_info()[1]
+        code = 1 if isinstance(getattr(cause, "__context__", None), OptionValueError) else 2
+        self.exit(code, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def describe_error(exc: BaseException) -> str:
+    """One sentence for an error of the user's environment, naming the path when there is one."""
+    if isinstance(exc, MemoryError):
+        return "out of memory; use fewer frames or scenes, or a machine with more memory"
+    if isinstance(exc, OSError):
+        where = exc.filename if exc.filename is not None else None
+        what = exc.strerror or str(exc) or type(exc).__name__
+        if exc.errno == errno.ENOSPC:
+            what = "no space left on the device"
+        return f"{where}: {what}" if where else what
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def _user_errors() -> tuple:
+    """Exception types that are the input's or environment's fault, not a bug."""
+    errors = [QvggtError, OSError, MemoryError]
+    try:
+        from PIL import Image
+
+        errors.append(Image.DecompressionBombError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _terminate(signum, frame):
+    """SIGTERM unwinds like Ctrl-C, so the temporary outputs are removed by their ``finally``."""
+    raise KeyboardInterrupt
+
+
 def build_parser(commands) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="qvggt",
         description="QVGGT post-training quantization of VGGT and deployment through ONNX Runtime "
                     "and TensorRT.",
@@ -79,22 +129,40 @@ def main(argv: Optional[List[str]] = None) -> int:
     names = [wanted] if wanted in REGISTRY else list(REGISTRY)
     commands = {name: load_command(name) for name in names}
     parser = build_parser(commands)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
     log.configure(-1 if args.quiet else args.verbose)
     logger = log.get_logger("qvggt_deploy.cli")
     start = time.perf_counter()
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
     try:
         code = args._command.run(args)
-    except QvggtError as exc:
-        logger.error("%s", exc)
+    except _user_errors() as exc:
+        message = str(exc) if isinstance(exc, QvggtError) else describe_error(exc)
+        logger.error("%s", " ".join(message.split("\n")))
+        logger.error("FAILED: qvggt %s (%.1f s)", args.command, time.perf_counter() - start)
+        return 1
+    except RuntimeError as exc:  # torch reports a failed allocation as RuntimeError
+        if "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
+            raise
+        logger.error("%s", describe_error(MemoryError()))
         logger.error("FAILED: qvggt %s (%.1f s)", args.command, time.perf_counter() - start)
         return 1
     except KeyboardInterrupt:
         logger.error("interrupted")
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     status = "PASSED" if code == 0 else "FAILED"
     logger.info("%s: qvggt %s (%.1f s)", status, args.command, time.perf_counter() - start)
     return int(code or 0)

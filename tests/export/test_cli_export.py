@@ -18,9 +18,9 @@ def test_export_cli_with_recipe(tmp_path, capsys):
     assert "passes fold-constants" in capsys.readouterr().out
 
 
-def test_export_cli_errors(tmp_path, caplog):
+def test_export_cli_errors(tmp_path, caplog, capsys):
     assert main(["export", "--preset", "micro", "--height", "50", "--out", str(tmp_path / "x.onnx")]) == 1
-    assert "multiples of the patch size" in caplog.text
+    assert "multiple of the patch size" in capsys.readouterr().err
     assert main(["export", "--preset", "micro", "--recipe", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.onnx")]) == 1
     assert "not a recipe folder" in caplog.text
     assert main(["export", "--preset", "micro", "--ort-int8-kernel", "matmulnbits", "--out", str(tmp_path / "x.onnx")]) == 1
