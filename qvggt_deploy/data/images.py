@@ -52,11 +52,12 @@ def open_rgb(path: PathLike):
             im = ImageOps.exif_transpose(im)
     except FileNotFoundError:
         raise QvggtError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise QvggtError(f"cannot read image {path}: {exc}") from exc
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(im, dtype=np.float64)
-        top = arr.max() if arr.max() > 0 else 1.0
+        # 16-bit: the format's full scale, so every image of a sequence keeps its own exposure
+        top = 65535.0 if im.mode.startswith("I;16") else (arr.max() if arr.max() > 0 else 1.0)
         im = Image.fromarray((arr / top * 255.0).round().astype(np.uint8))
     if im.mode == "P":
         im = im.convert("RGBA")

@@ -154,6 +154,16 @@ def _validate(source: _Source, expected: Mapping[str, Tuple[Tuple[int, ...], tor
                              f"model {exp_dtype}")
 
 
+def _finite(tensor: torch.Tensor, name: str, path: Path) -> torch.Tensor:
+    """NaN/Inf weights (a diverged run, a bad conversion) would surface much later as NaN outputs."""
+    if tensor.is_floating_point():
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise QvggtError(f"{path}: tensor {name} has {bad} NaN/Inf values of {tensor.numel()}; "
+                             f"the checkpoint is corrupt (a diverged training run?)")
+    return tensor
+
+
 def load_checkpoint(path: PathLike, model: nn.Module) -> nn.Module:
     """Load weights into ``model`` strictly (every key, shape and dtype must match).
 
@@ -168,7 +178,8 @@ def load_checkpoint(path: PathLike, model: nn.Module) -> nn.Module:
 
     Raises:
         QvggtError: missing/unexpected keys (the first few named, with counts), shape or dtype
-            mismatch, a truncated or corrupt file, or a file that is not a checkpoint. The model
+            mismatch, NaN/Inf values (the tensor named), a truncated or corrupt file, or a file
+            that is not a checkpoint. The model
             is left untouched.
     """
     path = Path(path)
@@ -183,9 +194,11 @@ def load_checkpoint(path: PathLike, model: nn.Module) -> nn.Module:
 
     on_meta = any(p.is_meta for p in model.parameters())
     if on_meta:
-        state = {name: source.tensor(name) for name in expected}
+        state = {name: _finite(source.tensor(name), name, path) for name in expected}
         model.load_state_dict(state, strict=True, assign=True)
     else:
+        for name in expected:  # all checked before the first copy: the model stays untouched
+            _finite(source.tensor(name), name, path)
         params = model.state_dict()
         with torch.no_grad():
             for name in expected:  # one tensor alive at a time (safetensors streams them)
