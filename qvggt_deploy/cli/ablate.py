@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from qvggt_deploy.cli.args import add_model_args, apply_threads
+from qvggt_deploy.cli.args import add_model_args, apply_threads, positive_float, positive_int
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.cli.calib_args import add_calib_data_args, add_method_args, load_calib_scenes, options_from_args
 from qvggt_deploy.errors import QvggtError
@@ -28,17 +28,17 @@ class Ablate(Command):
         add_calib_data_args(parser)
         add_method_args(parser)
         ev = parser.add_argument_group("evaluation")
-        ev.add_argument("--eval-scenes", type=int, default=64, help="held-out generated scenes. Defaults to 64.")
-        ev.add_argument("--eval-frames", type=int, default=4, help="frames per evaluation scene. Defaults to 4.")
+        ev.add_argument("--eval-scenes", type=positive_int, default=64, help="held-out generated scenes. Defaults to 64.")
+        ev.add_argument("--eval-frames", type=positive_int, default=4, help="frames per evaluation scene. Defaults to 4.")
         ev.add_argument("--eval-seed", type=int, default=0, help="evaluation seed offset. Defaults to 0.")
-        ev.add_argument("--max-points", type=int, default=5000, help="points per cloud for Chamfer. Defaults to 5000.")
-        parser.add_argument("--avg-bits", type=float, default=5.0,
+        ev.add_argument("--max-points", type=positive_int, default=5000, help="points per cloud for Chamfer. Defaults to 5000.")
+        parser.add_argument("--avg-bits", type=positive_float, default=5.0,
                             help="mixed-precision budget of the +mp rows, bits per Linear weight. Defaults to 5.0.")
         parser.add_argument("--mp-options", default="fp16,w8a16,w4a16", help="precisions a block may get")
         parser.add_argument("--rows", default="all",
                             help="comma-separated row names or tables (main, a8, tradeoff, all). Defaults to all.")
         parser.add_argument("--out", required=True, help="output prefix: writes OUT.md and OUT.json")
-        parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
 
     def run(self, args: argparse.Namespace) -> int:
         from pathlib import Path
@@ -61,6 +61,11 @@ class Ablate(Command):
         if fixed:
             raise QvggtError(f"qvggt ablate sets {', '.join(fixed)} itself, row by row (W4 rows; the a8 table adds "
                              f"INT8 activations); leave them out")
+        from qvggt_deploy.fileio import check_output_dir, check_output_file
+
+        for suffix in (".json", ".md"):
+            check_output_file(f"{args.out}{suffix}", what="report", option=f"--out ({suffix})")
+        check_output_dir(f"{args.out}.work", option="--out (work folder)", replace=False)
         apply_threads(args.threads)
         wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
         rows = [r for r in ROWS if "all" in wanted or r.name in wanted or r.table in wanted]

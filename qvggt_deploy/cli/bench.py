@@ -7,6 +7,7 @@ import os
 import platform
 from pathlib import Path
 
+from qvggt_deploy.cli.args import image_side, nonneg_int, positive_int
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
@@ -27,7 +28,7 @@ class Bench(Command):
         parser.add_argument("--backend", choices=["ort", "torch"], required=True)
         parser.add_argument("--model", action="append", default=[], metavar="[NAME=]FILE",
                             help="ort: an exported .onnx file (repeatable)")
-        parser.add_argument("--accuracy-level", type=int, default=0,
+        parser.add_argument("--accuracy-level", type=int, default=0, choices=[0, 1, 2, 3, 4],
                             help="ort: session.qdq_matmulnbits_accuracy_level for QDQ files. Defaults to 0.")
         parser.add_argument("--no-arena", action="store_true",
                             help="ort: disable ONNX Runtime's CPU memory arena (same results; on VGGT-1B the peak RSS "
@@ -42,12 +43,12 @@ class Bench(Command):
         parser.add_argument("--checkpoint", default=None, help="torch: weights")
         parser.add_argument("--recipe", action="append", default=[], metavar="[NAME=]DIR",
                             help="torch: a recipe to benchmark fake-quantized (repeatable)")
-        parser.add_argument("--frames", type=int, default=2, help="frames per inference. Defaults to 2.")
-        parser.add_argument("--height", type=int, default=None, help="torch: input height (default: preset size)")
-        parser.add_argument("--width", type=int, default=None, help="torch: input width (default: preset size)")
-        parser.add_argument("--warmup", type=int, default=1, help="untimed runs first. Defaults to 1.")
-        parser.add_argument("--runs", type=int, default=5, help="timed runs. Defaults to 5.")
-        parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
+        parser.add_argument("--frames", type=positive_int, default=2, help="frames per inference. Defaults to 2.")
+        parser.add_argument("--height", type=image_side, default=None, help="torch: input height (default: preset size)")
+        parser.add_argument("--width", type=image_side, default=None, help="torch: input width (default: preset size)")
+        parser.add_argument("--warmup", type=nonneg_int, default=1, help="untimed runs first. Defaults to 1.")
+        parser.add_argument("--runs", type=positive_int, default=5, help="timed runs. Defaults to 5.")
+        parser.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: all cores)")
         parser.add_argument("--json", required=True, help="result file (.json); .md and .png are written next to it")
         parser.add_argument("--title", default=None, help="report title")
 
@@ -55,21 +56,23 @@ class Bench(Command):
         from qvggt_deploy.bench.report import markdown_table, write_chart, write_markdown
         from qvggt_deploy.bench.run import Variant, measure, with_ratios
         from qvggt_deploy.cli.check import parse_named
-        from qvggt_deploy.fileio import write_json
+        from qvggt_deploy.fileio import check_output_file, write_json
 
+        for path in (Path(args.json), Path(args.json).with_suffix(".md"), Path(args.json).with_suffix(".png")):
+            check_output_file(path, what="report file", option="--json")
         if args.runs < 1 or args.warmup < 0 or args.frames < 1:
             raise QvggtError("--runs and --frames must be at least 1, --warmup at least 0")
         variants = []
         if args.backend == "ort":
             if args.recipe:
                 raise QvggtError("--recipe is for --backend torch; export the recipe and pass --model")
-            from qvggt_deploy.export.onnx import read_metadata
+            from qvggt_deploy.export.validate import load_checked
 
             shapes = {}
             for name, path in parse_named(args.model, "--model"):
                 if not path.is_file():
                     raise QvggtError(f"--model {name}: file not found: {path}")
-                meta = read_metadata(path)
+                _, meta = load_checked(path, require_metadata=("preset", "height", "width"))
                 shapes[name] = (meta.get("preset"), meta.get("height"), meta.get("width"))
                 variants.append(Variant(name, "ort", model=str(path), accuracy_level=args.accuracy_level,
                                         mem_arena=not args.no_arena, arena_extend=args.arena_extend))

@@ -6,6 +6,7 @@ import argparse
 import hashlib
 from typing import List, Tuple
 
+from qvggt_deploy.cli.args import image_side, nonneg_int, positive_float, positive_int
 from qvggt_deploy.errors import QvggtError
 
 
@@ -14,14 +15,14 @@ def add_calib_data_args(parser: argparse.ArgumentParser) -> None:
     src = group.add_mutually_exclusive_group()
     src.add_argument("--calib", default=None,
                      help="folder of scene folders or of images/sequences (see docs/scenes.md)")
-    src.add_argument("--synthetic", type=int, default=None,
+    src.add_argument("--synthetic", type=positive_int, default=None,
                      help="N generated calibration scenes (seeds 5*10^8 + SEED + i, disjoint from training "
                           "and evaluation). Default when --calib is not given: 8.")
-    group.add_argument("--calib-batches", type=int, default=8,
+    group.add_argument("--calib-batches", type=positive_int, default=8,
                        help="sequences drawn from --calib. Defaults to 8.")
-    group.add_argument("--frames", type=int, default=4, help="frames per calibration scene. Defaults to 4.")
-    group.add_argument("--image-size", type=int, default=None,
-                       help="calibration image size. Defaults to the preset's img_size.")
+    group.add_argument("--frames", type=positive_int, default=4, help="frames per calibration scene. Defaults to 4.")
+    group.add_argument("--image-size", type=image_side, default=None,
+                       help="calibration image size (a multiple of 14). Defaults to the preset's img_size.")
     group.add_argument("--seed", type=int, default=0, help="data and sampling seed. Defaults to 0.")
 
 
@@ -29,19 +30,44 @@ def load_calib_scenes(args, model, device) -> Tuple[List, str]:
     """The calibration scenes (``[1, S, 3, H, W]`` each, on ``device``) and their digest."""
     from qvggt_deploy.data.calib import SYNTHETIC, calibration_batches
 
+    from qvggt_deploy.cli.limits import check_fits, forward_bytes
+
     size = args.image_size or model.cfg.img_size
+    if size % model.cfg.patch_size:
+        raise QvggtError(f"--image-size {size} is not a multiple of the patch size {model.cfg.patch_size}")
     if args.calib:
         source, count = args.calib, args.calib_batches
     else:
         source, count = SYNTHETIC, args.synthetic if args.synthetic is not None else 8
     if count < 1:
         raise QvggtError(f"need at least one calibration scene, got {count}")
+    if getattr(args, "group", None) is not None:
+        check_group(model, args.group)
+    # Block-wise calibration keeps every scene's block input, output and float target.
+    tokens = model.cfg.patch_start_idx + (size // model.cfg.patch_size) ** 2
+    cache = 4 * count * args.frames * tokens * model.cfg.embed_dim * 4
+    check_fits(forward_bytes(model.cfg, size, size, args.frames) + cache,
+               f"calibration on {count} scene(s) of {args.frames} frame(s) at {size}x{size}",
+               "use fewer scenes (--synthetic / --calib-batches) or --frames")
     scenes = [b.unsqueeze(0) for b in calibration_batches(source, count, args.frames, size, args.seed,
                                                           patch=model.cfg.patch_size)]
     h = hashlib.sha256()
     for s in scenes:
         h.update(s.contiguous().numpy().tobytes())
     return [s.to(device) for s in scenes], h.hexdigest()
+
+
+def check_group(model, group: int) -> None:
+    """A group size must divide the input width of the Linears it is meant for; one that divides
+    none of them would leave every layer in fp16 under a W4 name."""
+    from qvggt_deploy.quant.targets import candidate_linears
+
+    widths = sorted({lin.in_features for lin in candidate_linears(model).values()})
+    fits = [w for w in widths if w % group == 0]
+    if not fits:
+        valid = [g for g in (16, 32, 64, 128, 256) if any(w % g == 0 for w in widths)]
+        raise QvggtError(f"--group {group} divides none of the model's Linear input widths "
+                         f"({', '.join(map(str, widths))}); use one of {', '.join(map(str, valid))}")
 
 
 def add_method_args(parser: argparse.ArgumentParser, method_default: str = "qvggt") -> None:
@@ -54,7 +80,7 @@ def add_method_args(parser: argparse.ArgumentParser, method_default: str = "qvgg
     group.add_argument("--wbits", type=int, default=4, choices=[4, 8], help="weight bits. Defaults to 4.")
     group.add_argument("--abits", type=int, default=None, choices=[8],
                        help="activation bits (W4A8/W8A8). Defaults to none (weight-only).")
-    group.add_argument("--group", type=int, default=128,
+    group.add_argument("--group", type=positive_int, default=128,
                        help="group size along the input dim (32, 64, 128). Defaults to 128.")
     group.add_argument("--act-granularity", default="per_tensor", choices=["per_tensor", "per_token"],
                        help="INT8 activations: static per tensor or dynamic per token. Defaults to per_tensor.")
@@ -64,22 +90,22 @@ def add_method_args(parser: argparse.ArgumentParser, method_default: str = "qvgg
     for name, what in (("smooth", "AWQ scale search"), ("clip-search", "AWQ per-group clip search"),
                        ("token-filter", "token filtering"), ("task-search", "task-aware search")):
         sw.add_argument(f"--no-{name}", action="store_true", help=f"turn off {what}")
-    sw.add_argument("--comp-directions", type=int, default=2,
+    sw.add_argument("--comp-directions", type=nonneg_int, default=2,
                     help="principal directions k of the compensation rows (2k+1 rows; 0 = filtering without "
                          "compensation). Defaults to 2.")
-    sw.add_argument("--grid", type=int, default=20, help="smoothing exponents searched. Defaults to 20.")
+    sw.add_argument("--grid", type=positive_int, default=20, help="smoothing exponents searched. Defaults to 20.")
     sw.add_argument("--clips", default="1.0",
                     help="layer clip ratios tried by the task-aware search before the per-group clip search "
                          "(e.g. 1.0,0.9). Defaults to 1.0.")
-    sw.add_argument("--top-m", type=int, default=3,
+    sw.add_argument("--top-m", type=nonneg_int, default=3,
                     help="candidates per group re-scored on the heads (0 = reconstruction only). Defaults to 3.")
-    sw.add_argument("--task-scenes", type=int, default=2,
+    sw.add_argument("--task-scenes", type=positive_int, default=2,
                     help="calibration scenes the heads are run on in the task-aware search. Defaults to 2.")
     sw.add_argument("--w-rec", type=float, default=1.0, help="weight of the reconstruction term. Defaults to 1.")
     sw.add_argument("--w-task", type=float, default=1.0, help="weight of the task term. Defaults to 1.")
     sw.add_argument("--task-weights", default="camera=1,depth=1,points=1,consistency=0.5",
                     help="head weights of the task loss. Defaults to camera=1,depth=1,points=1,consistency=0.5.")
-    sw.add_argument("--max-rows", type=int, default=4096,
+    sw.add_argument("--max-rows", type=positive_int, default=4096,
                     help="token rows sampled per per-token probe. Defaults to 4096.")
 
 
@@ -108,9 +134,9 @@ def options_from_args(args):
 def add_budget_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("mixed precision (one precision per block)")
     budget = group.add_mutually_exclusive_group()
-    budget.add_argument("--avg-bits", type=float, default=None,
+    budget.add_argument("--avg-bits", type=positive_float, default=None,
                         help="budget: average bits per Linear weight, scales included")
-    budget.add_argument("--max-weight-mb", type=float, default=None,
+    budget.add_argument("--max-weight-mb", type=positive_float, default=None,
                         help="budget: deployed Linear weights in MB (10^6 bytes)")
     group.add_argument("--mp-options", default="fp16,w8a16,w4a16",
                        help="precisions a block may get. Defaults to fp16,w8a16,w4a16 (add w8a8,w4a8 to allow INT8 "

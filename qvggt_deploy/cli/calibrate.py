@@ -5,7 +5,8 @@ import argparse
 import json
 import time
 
-from qvggt_deploy.cli.args import add_model_args, apply_threads, resolve_device
+from qvggt_deploy.cli.args import (add_force_arg, add_model_args, apply_threads, is_recipe_dir, positive_int,
+                                   resolve_device)
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.cli.calib_args import (add_budget_args, add_calib_data_args, add_method_args,
                                          load_calib_scenes, options_from_args)
@@ -31,10 +32,12 @@ class Calibrate(Command):
         add_calib_data_args(parser)
         add_method_args(parser)
         add_budget_args(parser)
-        parser.add_argument("--out", required=True, help="recipe folder to write")
+        parser.add_argument("--out", required=True,
+                            help="recipe folder to write (an earlier recipe there is replaced whole)")
+        add_force_arg(parser, "a recipe folder")
         parser.add_argument("--keep-work", action="store_true", help="keep OUT.work/ after success")
         parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N. Defaults to cpu.")
-        parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
 
     def run(self, args: argparse.Namespace) -> int:
         from qvggt_deploy.model.checkpoint import load_model
@@ -42,6 +45,7 @@ class Calibrate(Command):
         from qvggt_deploy.quant.recipe import model_fingerprint
         from qvggt_deploy.quant.workstore import WorkStore
 
+        check_outputs(args)
         apply_threads(args.threads)
         device = resolve_device(args.device)
         opts = options_from_args(args)
@@ -73,7 +77,7 @@ class Calibrate(Command):
         recipe.extra["calibration"] = {"source": args.calib or "synthetic", "scenes": len(scenes),
                                        "frames": int(scenes[0].shape[1]), "seed": args.seed,
                                        "data_sha256": data_digest}  # no timings: the digest must be stable
-        recipe.save(args.out)
+        recipe.save(args.out, force=args.force)
         if not args.keep_work:
             work.remove()
         counts = {}
@@ -83,6 +87,17 @@ class Calibrate(Command):
                     ", ".join(f"{n} {p}" for p, n in sorted(counts.items())), recipe.extra["weight_bytes"] / 1e6,
                     time.perf_counter() - start)
         return 0
+
+
+def check_outputs(args) -> None:
+    """--out and its resumable OUT.work/ before any work: a folder of someone else's files at
+    either is refused (the work folder is deleted when calibration ends)."""
+    from qvggt_deploy.fileio import check_output_dir
+    from qvggt_deploy.quant.workstore import KEY_FILE
+
+    check_output_dir(args.out, ours=is_recipe_dir, what="recipe folder (no recipe.json)", force=args.force)
+    check_output_dir(f"{args.out}.work", ours=KEY_FILE, what="calibration work folder (no key.json)",
+                     option="--out (work folder)", force=args.force)
 
 
 def layer_shapes(model):

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from qvggt_deploy.cli.args import add_model_args, apply_threads
+from qvggt_deploy.cli.args import add_model_args, apply_threads, positive_int
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
@@ -50,10 +50,10 @@ class Check(Command):
                             help="an exported file to check (repeatable)")
         parser.add_argument("--trt", action="append", default=[], metavar="[NAME=]ENGINE",
                             help="a TensorRT engine to check (repeatable; needs tensorrt and a GPU)")
-        parser.add_argument("--scenes", type=int, default=2, help="generated held-out scenes. Defaults to 2.")
-        parser.add_argument("--frames", type=int, default=2, help="frames per scene. Defaults to 2.")
+        parser.add_argument("--scenes", type=positive_int, default=2, help="generated held-out scenes. Defaults to 2.")
+        parser.add_argument("--frames", type=positive_int, default=2, help="frames per scene. Defaults to 2.")
         parser.add_argument("--seed", type=int, default=0, help="scene seed offset. Defaults to 0.")
-        parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch and ORT)")
+        parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (torch and ORT)")
         parser.add_argument("--out", required=True, help="report folder (check.json, check.md)")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -62,10 +62,15 @@ class Check(Command):
         from qvggt_deploy.backends.torch.loader import ModelFromPreset
         from qvggt_deploy.check.compare import Comparison, run_check
         from qvggt_deploy.check.report import write_report
-        from qvggt_deploy.export.onnx import read_metadata
         from qvggt_deploy.lazy import is_available
         from qvggt_deploy.metrics.evaluate import eval_scenes
 
+        from qvggt_deploy.cli.limits import check_fits, forward_bytes, scenes_bytes
+        from qvggt_deploy.export.validate import load_checked
+        from qvggt_deploy.fileio import check_output_dir
+        from qvggt_deploy.model.presets import get_preset
+
+        check_output_dir(args.out, replace=False)
         apply_threads(args.threads)
         files = parse_named(args.onnx, "--onnx")
         engines = parse_named(args.trt, "--trt")
@@ -82,7 +87,7 @@ class Check(Command):
             for path in args.recipe:
                 rec = load_recipe(path)
                 recipes[rec.digest] = rec
-        metas = {name: read_metadata(path) for name, path in files}
+        metas = {name: load_checked(path)[1] for name, path in files}
         for (name, path), meta in zip(files, metas.values()):
             missing = [k for k in REQUIRED_METADATA if k not in meta]
             if missing:
@@ -94,6 +99,13 @@ class Check(Command):
         if len(sizes) != 1:
             raise QvggtError(f"the --onnx files were exported for different sizes: {sorted(sizes)}")
         height, width = sizes.pop()
+        cfg = get_preset(args.preset)
+        # The torch references and one ORT session at a time, plus every scene with ground truth.
+        need = (2 * forward_bytes(cfg, height, width, args.frames)
+                + forward_bytes(cfg, height, width, args.frames, explicit_attention=True)
+                + scenes_bytes(args.scenes, args.frames, height, width))
+        check_fits(need, f"checking {args.scenes} scene(s) of {args.frames} frame(s) at {height}x{width}",
+                   "use fewer --frames or --scenes")
 
         TorchRunner, OrtRunner = get_backend("torch"), get_backend("ort")
         torch_runners: Dict[tuple, object] = {}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from qvggt_deploy.cli.args import add_model_args, apply_threads
+from qvggt_deploy.cli.args import add_force_arg, add_model_args, apply_threads, image_side, is_qvggt_onnx, positive_int
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
@@ -29,10 +29,12 @@ class Export(Command):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_model_args(parser)
         parser.add_argument("--recipe", default=None, help="quantization recipe folder to fold in")
-        parser.add_argument("--out", required=True, help="output .onnx file")
-        parser.add_argument("--height", type=int, default=None, help="input height (multiple of 14). Defaults to the preset's size.")
-        parser.add_argument("--width", type=int, default=None, help="input width (multiple of 14). Defaults to the preset's size.")
-        parser.add_argument("--frames", type=int, default=1,
+        parser.add_argument("--out", required=True,
+                            help="output .onnx file (an earlier qvggt export there is replaced)")
+        add_force_arg(parser, "a qvggt ONNX export")
+        parser.add_argument("--height", type=image_side, default=None, help="input height (multiple of 14). Defaults to the preset's size.")
+        parser.add_argument("--width", type=image_side, default=None, help="input width (multiple of 14). Defaults to the preset's size.")
+        parser.add_argument("--frames", type=positive_int, default=1,
                             help="frames of the tracing input (the exported frame dimension is dynamic). Defaults to 1.")
         parser.add_argument("--target", choices=["ort", "trt"], default="ort", help="graph flavour. Defaults to ort.")
         parser.add_argument("--float-precision", choices=["fp32", "fp16"], default="fp32",
@@ -60,7 +62,7 @@ class Export(Command):
                                  "(special rows replaced by the recipe's compensation rows; docs/method.md)")
         parser.add_argument("--external-data", choices=["auto", "always", "never"], default="auto",
                             help="weights in one <out>.data file: auto = above ~1.8 GB. Defaults to auto.")
-        parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
 
     def run(self, args: argparse.Namespace) -> int:
         from qvggt_deploy.export.onnx import export_onnx
@@ -68,7 +70,15 @@ class Export(Command):
 
         if args.ort_int8_kernel and not args.ort_int8_activations:
             raise QvggtError("--ort-int8-kernel chooses the kernel of --ort-int8-activations; add that flag")
+        check_outputs(args)
         apply_threads(args.threads)
+        from qvggt_deploy.cli.limits import check_fits, forward_bytes
+        from qvggt_deploy.model.presets import get_preset
+
+        cfg = get_preset(args.preset)
+        h, w = args.height or cfg.img_size, args.width or cfg.img_size
+        check_fits(2 * forward_bytes(cfg, h, w, args.frames), f"tracing {args.frames} frame(s) at {h}x{w}",
+                   "trace fewer --frames (the exported frame dimension is dynamic)")
         model = load_model(args.preset, args.checkpoint)
         recipe = None
         if args.recipe:
@@ -88,3 +98,21 @@ class Export(Command):
         print(f"{files}: {result.bytes / 1e6:.1f} MB, {sum(result.op_counts.values())} nodes, "
               f"recipe {result.metadata['recipe_digest']}, passes {','.join(result.passes)}, {result.seconds:.1f} s")
         return 0
+
+
+def check_outputs(args) -> None:
+    """--out (and its external-data file) before the export: only an earlier qvggt export is replaced."""
+    from pathlib import Path
+
+    from qvggt_deploy.fileio import check_output_file
+
+    out = check_output_file(args.out, ours=is_qvggt_onnx, what="qvggt ONNX export (no qvggt.* metadata)",
+                            force=args.force)
+    data = out.with_name(f"{out.name}.data")
+    if data.is_dir():
+        raise QvggtError(f"--out {out}: {data} is a folder, where the export's external-data file goes")
+    if data.exists() and not args.force and not (out.is_file() and is_qvggt_onnx(out)):
+        raise QvggtError(f"--out {out}: {data} exists and does not belong to a qvggt export at {out}; it is "
+                         f"left alone (choose another name, or pass --force)")
+    if Path(out).suffix.lower() != ".onnx":
+        logger.warning("--out %s does not end in .onnx", out)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from qvggt_deploy.cli.args import at_least, nonneg_int, positive_int
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.errors import QvggtError
 
@@ -19,13 +20,13 @@ class Scenes(Command):
         from qvggt_deploy.data.trajectory import TRAJECTORIES
 
         parser.add_argument("--out", required=True, help="folder to write scene folders into")
-        parser.add_argument("--num", type=int, default=8, help="number of scenes. Defaults to 8.")
-        parser.add_argument("--frames", type=int, default=4, help="frames per scene. Defaults to 4.")
-        parser.add_argument("--image-size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"),
+        parser.add_argument("--num", type=positive_int, default=8, help="number of scenes. Defaults to 8.")
+        parser.add_argument("--frames", type=positive_int, default=4, help="frames per scene. Defaults to 4.")
+        parser.add_argument("--image-size", type=at_least(8), nargs=2, default=(224, 224), metavar=("H", "W"),
                             help="image height and width. Defaults to 224 224.")
         parser.add_argument("--split", default="eval", choices=["train", "calib", "eval"],
                             help="seed range (see above). Defaults to eval.")
-        parser.add_argument("--seed", type=int, default=0, help="offset within the split's range. Defaults to 0.")
+        parser.add_argument("--seed", type=nonneg_int, default=0, help="offset within the split's range. Defaults to 0.")
         parser.add_argument("--trajectory", default="mixed", choices=["mixed", *TRAJECTORIES],
                             help="camera path. Defaults to mixed (one of them per scene).")
 
@@ -37,6 +38,9 @@ class Scenes(Command):
         from qvggt_deploy.data.synthetic import EVAL_SEED_START, TRAIN_SEED_LIMIT, SceneConfig, generate_scene
         from qvggt_deploy.log import progress
 
+        from qvggt_deploy.fileio import check_output_dir
+
+        check_output_dir(args.out, replace=False)
         if args.num < 1:
             raise QvggtError(f"--num must be >= 1, got {args.num}")
         start = {"train": 0, "calib": CALIB_SEED_START, "eval": EVAL_SEED_START}[args.split] + args.seed

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from qvggt_deploy.cli.args import add_model_args, apply_threads, resolve_device
+from qvggt_deploy.cli.args import add_model_args, apply_threads, positive_int, resolve_device
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.cli.calib_args import add_calib_data_args
 from qvggt_deploy.errors import QvggtError
@@ -26,13 +26,13 @@ class Sensitivity(Command):
         add_calib_data_args(parser)
         parser.add_argument("--precisions", default="fp16,w8a16,w4a16",
                             help="precisions to measure. Defaults to fp16,w8a16,w4a16.")
-        parser.add_argument("--group", type=int, default=128, help="weight group size. Defaults to 128.")
+        parser.add_argument("--group", type=positive_int, default=128, help="weight group size. Defaults to 128.")
         parser.add_argument("--act-granularity", default="per_tensor", choices=["per_tensor", "per_token"],
                             help="for A8 precisions. Defaults to per_tensor.")
         parser.add_argument("--json", required=True, help="output JSON")
         parser.add_argument("--png", default=None, help="output bar chart (PNG)")
         parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N. Defaults to cpu.")
-        parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
 
     def run(self, args: argparse.Namespace) -> int:
         from qvggt_deploy.cli.calib_args import load_calib_scenes
@@ -40,6 +40,11 @@ class Sensitivity(Command):
         from qvggt_deploy.quant.config import get_precision
         from qvggt_deploy.quant.sensitivity import measure_sensitivity, save_sensitivity
 
+        from qvggt_deploy.fileio import check_output_file
+
+        check_output_file(args.json, what="JSON file", option="--json")
+        if args.png:
+            check_output_file(args.png, what="PNG file", option="--png")
         apply_threads(args.threads)
         device = resolve_device(args.device)
         precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]

@@ -159,6 +159,16 @@ def _save_or_clean(model, tmp: Path) -> None:
         raise
 
 
+def _replace_or_clean(tmp: Path, path: Path) -> None:
+    """``os.replace``; the temporary file goes if the rename fails (a folder at ``path``)."""
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+
+
 class TensorStore:
     """Makes weight constants and writes them, inline or into one external-data file.
 
@@ -246,7 +256,7 @@ class TensorStore:
                 raise QvggtError(f"{path}: the model is over 2 GB; export it with external data")
             tmp = path.with_name(f".{path.name}.tmp")
             _save_or_clean(model, tmp)
-            os.replace(tmp, path)
+            _replace_or_clean(tmp, path)
             stale = path.with_name(f"{path.name}.data")  # an earlier external export to the same name
             if stale.exists():
                 stale.unlink()
@@ -267,6 +277,9 @@ class TensorStore:
                         entry.value = self.data_name
         tmp = path.with_name(f".{path.name}.tmp")
         _save_or_clean(model, tmp)
+        if path.is_dir():
+            tmp.unlink()
+            raise QvggtError(f"{path}: is a folder, not replaced by an ONNX file")
         # Never leave an old graph next to new data (it would read garbage at the old offsets):
         # the old graph goes first, then the data, then the new graph.
         if path.exists():
