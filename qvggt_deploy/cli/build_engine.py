@@ -105,6 +105,9 @@ class BuildEngine(Command):
 
             profile = dataclasses.replace(profile, split={"true": True, "false": False}.get(args.split, "auto"))
         if args.export_split:
+            from qvggt_deploy.fileio import check_output_dir
+
+            check_output_dir(args.export_split, option="--export-split", replace=False)
             return self._export_split(profile, Path(args.export_split), args.checkpoint)
         if not args.dry_run:
             from qvggt_deploy.trt.builder import require_tensorrt
@@ -112,10 +115,17 @@ class BuildEngine(Command):
             require_tensorrt()
             if not args.onnx or not args.out:
                 raise QvggtError("--onnx and --out are required (or --dry-run / --export-split)")
+        if args.out and not args.dry_run:
+            from qvggt_deploy.fileio import check_output_file
+
+            check_output_file(args.out, what="engine file")
+            if args.timing_cache:
+                check_output_file(args.timing_cache, what="timing cache", option="--timing-cache")
         onnx_paths = [Path(p) for p in (args.onnx, args.heads_onnx) if p]
         for path in onnx_paths:
-            if not path.is_file():
-                raise QvggtError(f"{path}: ONNX file not found")
+            from qvggt_deploy.export.validate import load_checked
+
+            load_checked(path)  # a 0-byte file or missing external data has no memory plan
             _check_target(path)
         weights = self._weights(profile, onnx_paths)
         plan = memory.plan(profile, weights)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from qvggt_deploy.cli.args import nonneg_int
 from qvggt_deploy.cli.base import Command
 
 
@@ -20,12 +21,14 @@ class Lint(Command):
         parser.add_argument("--target", choices=["trt", "ort"], default=None,
                             help="rules to apply. Defaults to the file's qvggt.target metadata, else trt.")
         parser.add_argument("--json", default=None, help="also write the findings as JSON")
-        parser.add_argument("--max-findings", type=int, default=50, help="findings printed per file. Defaults to 50.")
+        parser.add_argument("--max-findings", type=nonneg_int, default=50, help="findings printed per file. Defaults to 50.")
 
     def run(self, args: argparse.Namespace) -> int:
         from qvggt_deploy.export.lint import lint_file
-        from qvggt_deploy.fileio import write_json
+        from qvggt_deploy.fileio import check_output_file, write_json
 
+        if args.json:
+            check_output_file(args.json, what="JSON report", option="--json")
         results = [lint_file(path, args.target) for path in args.models]
         for r in results:
             status = "PASSED" if r else "FAILED"

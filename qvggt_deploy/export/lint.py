@@ -364,16 +364,10 @@ def _lint_matmulnbits(g: _Graph, node, add, metadata) -> None:
 
 def lint_file(path, target: Optional[str] = None) -> LintResult:
     """Lint an exported file; ``target`` defaults to the file's ``qvggt.target`` metadata, else "trt"."""
-    from qvggt_deploy.export.onnx import META
+    from qvggt_deploy.export.validate import load_checked
 
     path = Path(path)
-    if not path.is_file():
-        raise QvggtError(f"ONNX file not found: {path}")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's own errors
-        raise QvggtError(f"{path}: not a readable ONNX file ({exc})") from exc
-    metadata = {p.key[len(META):]: p.value for p in model.metadata_props if p.key.startswith(META)}
+    model, metadata = load_checked(path)  # an empty graph or missing external data never passes
     target = target or metadata.get("target", "trt")
     result = lint_model(model, target=target, base_dir=path.parent, metadata=metadata)
     result.path = str(path)
