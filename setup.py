@@ -28,9 +28,10 @@ setup(
         "onnx-graphsurgeon>=0.5",
         "polygraphy>=0.49",
         "onnxscript>=0.2",
+        "trimesh>=4",  # qvggt infer --format glb (pure Python + numpy)
     ],
     extras_require={
-        "dev": ["pytest>=8"],
+        "dev": ["pytest>=8", "pycolmap>=3.10"],  # pycolmap reads the COLMAP models back in tests
         # Only where CUDA exists (Jetson / desktop GPU); tensorrt comes with JetPack.
         # cuda-bindings 13.x needs a CUDA 13 driver; JetPack 6 ships CUDA 12.6.
         "cuda": ["cuda-bindings>=12.6,<13"],
