@@ -49,6 +49,7 @@ class Calibrate(Command):
         apply_threads(args.threads)
         device = resolve_device(args.device)
         opts = options_from_args(args)
+        mp_options(args)  # before the work folder exists
         start = time.perf_counter()
         model = load_model(args.preset, args.checkpoint, device=device)
         fingerprint = model_fingerprint(model)
@@ -64,10 +65,15 @@ class Calibrate(Command):
                                               "fingerprint": fingerprint, "data": data_digest,
                                               "sensitivity": sens_digest})  # another table, another plan
         plan = None
-        if args.avg_bits is not None or args.max_weight_mb is not None:
-            plan = plan_for(model, scenes, opts, args, work)
+        try:
+            if args.avg_bits is not None or args.max_weight_mb is not None:
+                plan = plan_for(model, scenes, opts, args, work)
+            recipe = calibrate(model, scenes, opts, plan.units if plan else None, work, fingerprint)
+        except BaseException:
+            if not any(p.name != "key.json" for p in work.folder.iterdir()):
+                work.remove()  # nothing to resume from: no stray folder after a refusal
+            raise
         shapes = layer_shapes(model)
-        recipe = calibrate(model, scenes, opts, plan.units if plan else None, work, fingerprint)
         if plan:
             recipe.extra["plan"] = plan.to_json()
         recipe.extra["weight_bytes"] = recipe_bytes(recipe, shapes)
@@ -117,16 +123,25 @@ def recipe_bytes(recipe, shapes) -> int:
     return int(total)
 
 
+def mp_options(args):
+    """The --mp-options precisions, each one known."""
+    from qvggt_deploy.quant.config import get_precision
+
+    options = [o.strip() for o in args.mp_options.split(",") if o.strip()]
+    if not options:
+        raise QvggtError("--mp-options is empty; name the precisions a block may get (e.g. fp16,w8a16,w4a16)")
+    for o in options:
+        get_precision(o)
+    return options
+
+
 def plan_for(model, scenes, opts, args, work):
     """Sensitivity (measured, reused from --sensitivity, or from the work folder) -> plan."""
-    from qvggt_deploy.quant.config import get_precision
     from qvggt_deploy.quant.mixed import budget_from, count_weights, make_plan
     from qvggt_deploy.quant.sensitivity import measure_sensitivity
     from qvggt_deploy.quant.targets import quant_units
 
-    options = [o.strip() for o in args.mp_options.split(",") if o.strip()]
-    for o in options:
-        get_precision(o)
+    options = mp_options(args)
     measured = [o for o in options if o != "fp32"]  # fp16 too: its rounding is not always negligible
     if args.sensitivity:
         try:
