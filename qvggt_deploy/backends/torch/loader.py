@@ -16,12 +16,15 @@ class ModelFromPreset(BaseLoader):
         conv_precision (str): round the DPT conv weights like an export with this setting
             ("fp32" or "fp16"). Defaults to "fp32".
         threads (int, optional): torch CPU threads.
+        device (str or torch.device): where the model lives. On CUDA a recipe's W4A16 layers
+            run the W4A16 GEMM kernel (the deployed arithmetic); elsewhere they are
+            fake-quantized. Defaults to "cpu".
     """
 
     def __init__(self, preset: str, checkpoint=None, recipe=None, conv_precision: str = "fp32",
-                 threads: Optional[int] = None):
+                 threads: Optional[int] = None, device="cpu"):
         self.preset, self.checkpoint, self.recipe = preset, checkpoint, recipe
-        self.conv_precision, self.threads = conv_precision, threads
+        self.conv_precision, self.threads, self.device = conv_precision, threads, device
 
     def call_impl(self):
         import torch
@@ -31,11 +34,17 @@ class ModelFromPreset(BaseLoader):
 
         if self.threads:
             torch.set_num_threads(int(self.threads))
-        model = load_model(self.preset, self.checkpoint)
+        device = torch.device(self.device)
+        model = load_model(self.preset, self.checkpoint, device=device)
         if self.recipe is not None:
             from qvggt_deploy.quant.recipe import Recipe, apply_recipe, load_recipe
 
             recipe = self.recipe if isinstance(self.recipe, Recipe) else load_recipe(self.recipe)
-            apply_recipe(model, recipe)
+            if device.type == "cuda":
+                from qvggt_deploy.ops.linear import apply_recipe_with_kernel
+
+                apply_recipe_with_kernel(model, recipe)
+            else:
+                apply_recipe(model, recipe)
         round_conv_weights(model, self.conv_precision)
         return model.eval()

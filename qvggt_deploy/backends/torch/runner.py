@@ -4,6 +4,7 @@ Built on first access (module ``__getattr__``), so importing this module needs n
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 from qvggt_deploy.backends.base import build_lazily, check_images, invoke_if_callable, ordered_outputs, runner_base
@@ -13,18 +14,22 @@ def _make_class():
     base = runner_base()
 
     class TorchRunner(base):
-        """Runs VGGT in PyTorch (CPU, fp32 math).
+        """Runs VGGT in PyTorch (fp32 math unless ``dtype`` says otherwise).
 
         Args:
             model: a VGGT or a loader making one (``ModelFromPreset``).
             name (str, optional): the runner's name. Defaults to "torch".
             height, width (int, optional): the input size to enforce (like an exported graph).
+            device (str or torch.device): where the inputs go (the model's device). Defaults to "cpu".
+            dtype (str, optional): autocast dtype for the aggregator's matmuls, "bfloat16" or
+                "float16" (the heads stay fp32 inside the model). Defaults to None (fp32).
         """
 
-        def __init__(self, model, name=None, height=None, width=None):
+        def __init__(self, model, name=None, height=None, width=None, device="cpu", dtype=None):
             super().__init__(name=name or "torch", prefix="qvggt-torch")
             self._model = model
             self.height, self.width = height, width
+            self.device, self.dtype = device, dtype
 
         def activate_impl(self):
             self.model = invoke_if_callable(self._model)
@@ -44,11 +49,17 @@ def _make_class():
             import torch
 
             images = check_images(feed_dict, self.height, self.width, self.name)
+            device = torch.device(self.device)
+            autocast = (torch.autocast(device_type=device.type, dtype=getattr(torch, self.dtype)) if self.dtype
+                        else contextlib.nullcontext())
             start = time.perf_counter()
-            with torch.no_grad():
-                out = self.model(torch.from_numpy(images))
+            with torch.no_grad(), autocast:
+                out = self.model(torch.from_numpy(images).to(device))
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             self.inference_time = time.perf_counter() - start
-            return ordered_outputs({k: v.numpy() for k, v in out.items() if hasattr(v, "numpy")})
+            out = {k: v.detach().float().cpu().numpy() for k, v in out.items() if torch.is_tensor(v)}
+            return ordered_outputs(out)
 
         def deactivate_impl(self):
             del self.model
