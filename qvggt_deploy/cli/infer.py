@@ -1,47 +1,49 @@
-"""Run VGGT on a folder of images: cameras, depth maps and a point cloud.
+"""Run VGGT on a folder of images with PyTorch, ONNX Runtime or TensorRT: cameras, depth maps and
+a point cloud, plus a COLMAP model or a GLB scene.
 
 Writes the folder --out whole (built beside it, renamed into place once complete; an earlier
-infer folder there is replaced, anything else refused): cameras.json (per frame: extrinsic camera-from-world [3x4], intrinsic [3x3],
-the 9-d pose encoding, image name and network input size), depth/<NNN>_<name>.npy (float32
-[H, W]) and a coloured depth/<NNN>_<name>.png, confidence maps conf/<NNN>_<name>.npy, and
-points.ply (binary, coloured, confidence-filtered). Cameras are in the first frame's coordinate
+infer folder there is replaced, anything else refused); its contents are the same for every
+backend (:mod:`qvggt_deploy.outputs.folder`). Cameras are in the first frame's coordinate
 system, at the model's normalised scale.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 
+from qvggt_deploy.backends import BACKENDS
 from qvggt_deploy.cli.args import (add_device_args, add_force_arg, add_model_args, apply_threads, in_range,
                                    positive_int, resolve_device)
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.errors import QvggtError
-from qvggt_deploy.log import get_logger, progress
+from qvggt_deploy.log import get_logger
+from qvggt_deploy.outputs import FORMATS
 
 logger = get_logger(__name__)
 
 DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
 
 
-def autocast_context(device, dtype_name: str):
-    """Autocast for the aggregator's matmuls (heads stay fp32 inside the model)."""
-    import torch
-
-    if DTYPES[dtype_name] is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=getattr(torch, DTYPES[dtype_name]))
-
-
 class Infer(Command):
-    """Run VGGT on a folder of images: cameras (JSON), depth maps (.npy + PNG), point cloud (PLY).
+    """Run VGGT on a folder of images (PyTorch, ONNX Runtime or TensorRT): cameras, depth, points.
 
-    Outputs land in --out: cameras.json (extrinsics camera-from-world, intrinsics, pose
-    encoding per frame), depth/NNN_name.npy and .png, conf/NNN_name.npy, points.ply.
+    Outputs land in --out, the same for every backend: cameras.json (extrinsics
+    camera-from-world, intrinsics, pose encoding, placement in the photo per frame),
+    depth/NNN_name.npy and .png, conf/NNN_name.npy and .png, points.ply; with --format colmap
+    also sparse/{cameras,images,points3D}.txt (COLMAP's text model at the photos' resolution),
+    with --format glb scene.glb (points and camera frustums).
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_model_args(parser)
+        parser.add_argument("--backend", default="torch", choices=list(BACKENDS),
+                            help="torch (--preset/--checkpoint/--recipe), ort (an exported .onnx) or trt "
+                                 "(a TensorRT engine). Defaults to torch.")
+        parser.add_argument("--model", default=None,
+                            help="the file the ort or trt backend runs: .onnx from qvggt export, .engine from "
+                                 "qvggt build-engine (its fixed input size decides the preprocessing size)")
+        parser.add_argument("--format", action="append", default=[], choices=list(FORMATS),
+                            help="also write a COLMAP text model (sparse/) or a GLB scene (scene.glb); repeatable")
         parser.add_argument("--images", required=True, help="folder of images (jpg/png/...); all are one sequence")
         parser.add_argument("--out", required=True,
                             help="output folder (created; an earlier infer folder there is replaced whole)")
@@ -61,16 +63,15 @@ class Infer(Command):
         add_device_args(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        import numpy as np
         import torch
 
         from qvggt_deploy.cli.limits import check_fits, forward_bytes
-        from qvggt_deploy.data.images import list_images, load_and_preprocess_images
-        from qvggt_deploy.data.writers import colorize_depth, write_npy, write_ply, write_png
-        from qvggt_deploy.fileio import atomic_dir, check_output_dir, write_json
-        from qvggt_deploy.geometry.predictions import cameras_from_pose_enc, point_cloud
-        from qvggt_deploy.model.checkpoint import load_model
+        from qvggt_deploy.data.images import list_images
+        from qvggt_deploy.fileio import atomic_dir, check_output_dir
+        from qvggt_deploy.infer.photos import reconstruct
+        from qvggt_deploy.infer.runners import describe_model, make_runner
         from qvggt_deploy.model.presets import get_preset
+        from qvggt_deploy.outputs.folder import check_formats, write_infer_folder
 
         out = check_output_dir(args.out, ours=is_infer_dir, what="qvggt infer output folder (no cameras.json)",
                                force=args.force)
@@ -79,62 +80,30 @@ class Infer(Command):
         files = list_images(args.images)
         if args.max_frames:
             files = files[: args.max_frames]
-        cfg = get_preset(args.preset)
+        formats = list(dict.fromkeys(args.format))
+        check_formats(formats, [f.name for f in files])
+        info = describe_model(args.backend, args.model, args.preset)
+        cfg = get_preset(info.preset)
         check_images(files, cfg.patch_size)
-        size = cfg.img_size
-        check_fits(forward_bytes(cfg, size, size, len(files)), f"inference on {len(files)} images",
+        H, W = info.size_hw or (cfg.img_size, cfg.img_size)
+        check_fits(forward_bytes(cfg, H, W, len(files)), f"inference on {len(files)} images",
                    "use --max-frames to take fewer")
-        model = load_model(args.preset, args.checkpoint, device=device)
-        if args.recipe:
-            from qvggt_deploy.quant.recipe import apply_recipe, load_recipe
-
-            recipe = load_recipe(args.recipe)
-            if device.type == "cuda":  # the real W4A16 kernel; on the CPU the fake-quantized model
-                from qvggt_deploy.ops.linear import apply_recipe_with_kernel
-
-                apply_recipe_with_kernel(model, recipe)
-            else:
-                apply_recipe(model, recipe)
-        images = load_and_preprocess_images(files, mode=args.mode, target_size=model.cfg.img_size,
-                                            patch=model.cfg.patch_size)
-        H, W = images.shape[-2:]
-        logger.info("%d images -> %dx%d (HxW), preset %s, device %s, %s", len(files), H, W,
-                    args.preset, device, args.dtype)
-        with torch.inference_mode(), autocast_context(device, args.dtype):
-            pred = model(images.to(device))
-        pred = {k: v.detach().float().cpu() for k, v in pred.items() if torch.is_tensor(v)}
-        check_finite(pred, args)
+        runner = make_runner(info, checkpoint=args.checkpoint, recipe=args.recipe, device=device,
+                             dtype=DTYPES[args.dtype], threads=args.threads)
+        recon = reconstruct(runner, files, mode=args.mode, target_size=cfg.img_size, patch=cfg.patch_size)
+        check_finite({k: torch.from_numpy(v) for k, v in recon.arrays().items()}, args)
 
         # Everything is computed before anything is written: a failure leaves --out as it was.
-        extrinsics, intrinsics = cameras_from_pose_enc(pred["pose_enc"][0], (H, W))
-        points, colors = point_cloud(pred, args.points_from, args.conf_percentile)
+        points = recon.points(args.points_from, args.conf_percentile)
         if len(points) == 0:
             raise QvggtError(f"--conf-percentile {args.conf_percentile:g} removed every point; lower it")
-        frames = []
+        meta = {"backend": args.backend, "model": str(info.model) if info.model else None, "preset": info.preset,
+                "checkpoint": args.checkpoint, "recipe": args.recipe, "points_from": args.points_from,
+                "conf_percentile": args.conf_percentile}
         with atomic_dir(out, ours=is_infer_dir, force=args.force) as tmp:
-            for i, path in enumerate(progress(files, desc="writing")):
-                stem = f"{i:03d}_{path.stem}"
-                depth = pred["depth"][0, i, ..., 0].numpy()
-                write_npy(tmp / "depth" / f"{stem}.npy", depth.astype(np.float32))
-                write_png(tmp / "depth" / f"{stem}.png", colorize_depth(depth))
-                write_npy(tmp / "conf" / f"{stem}.npy", pred["depth_conf"][0, i].numpy().astype(np.float32))
-                frames.append({
-                    "image": path.name,
-                    "extrinsic": extrinsics[i].tolist(),
-                    "intrinsic": intrinsics[i].tolist(),
-                    "pose_enc": pred["pose_enc"][0, i].tolist(),
-                })
-            write_ply(tmp / "points.ply", points, colors)
-            write_json(tmp / MANIFEST, {
-                "tool": "qvggt infer",
-                "convention": "OpenCV camera axes; extrinsic = camera-from-world [R|t]; world = first camera; "
-                              "normalised (non-metric) scale",
-                "image_size_hw": [int(H), int(W)],
-                "preset": args.preset,
-                "frames": frames,
-            })
-        print(f"{len(files)} frames -> {out}: cameras.json, depth/*.npy|png, conf/*.npy, "
-              f"points.ply ({len(points)} points)")
+            summary = write_infer_folder(tmp, recon, points, formats, meta)
+        print(f"{len(files)} frames ({args.backend}) -> {out}: {', '.join(summary['files'])} "
+              f"({summary['points']} points)")
         return 0
 
 
