@@ -41,8 +41,19 @@ def current_umask() -> int:
 
 
 def _apply_umask(path: Path, base: int) -> None:
-    """mkstemp/mkdtemp create 0600/0700; give the output the mode a plain open() would."""
+    """mkstemp/mkdtemp (and writers that use them, like safetensors) create 0600/0700; give the
+    output the mode a plain open() would."""
     os.chmod(path, base & ~current_umask())
+
+
+def _apply_umask_tree(root: Path) -> None:
+    _apply_umask(root, 0o777)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            _apply_umask(Path(folder) / name, 0o777)
+        for name in files:
+            if not os.path.islink(os.path.join(folder, name)):
+                _apply_umask(Path(folder) / name, 0o666)
 
 
 def _is_ours(path: Path, ours: Ours) -> bool:
@@ -94,7 +105,7 @@ def check_output_file(path: PathLike, ours: Ours = None, what: str = "output fil
     if not str(path) or path.name in ("", ".", ".."):
         raise QvggtError(f"{option} {str(path)!r}: not a file name")
     if path.is_dir():
-        raise QvggtError(f"{option} {path}: is a folder; give a file name for the {what}")
+        raise QvggtError(f"{option} {path}: is a folder; give a file name")
     if path.exists() or path.is_symlink():
         if not path.is_file():
             raise QvggtError(f"{option} {path}: exists and is not a regular file")
@@ -147,6 +158,7 @@ def atomic_path(path: PathLike, ours: Ours = None, force: bool = False) -> Itera
     try:
         _apply_umask(tmp_path, 0o666)
         yield tmp_path
+        _apply_umask(tmp_path, 0o666)  # again: the block may have replaced the file
         if ours is not None and path.exists() and not force and not _is_ours(path, ours):
             raise QvggtError(f"{path}: exists and is not an output of this kind; it is left alone")
         if path.is_dir():
@@ -228,6 +240,7 @@ def atomic_dir(path: PathLike, ours: Ours = None, force: bool = False) -> Iterat
     try:
         _apply_umask(tmp, 0o777)
         yield tmp
+        _apply_umask_tree(tmp)
         refuse_foreign()
         _replace_dir(tmp, path)
     finally:

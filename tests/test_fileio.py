@@ -80,10 +80,12 @@ def test_outputs_follow_the_umask(tmp_path):
         write_json(tmp_path / "r.json", {"a": 1})
         with atomic_dir(tmp_path / "d") as tmp:
             (tmp / "f").write_text("x")
+            os.chmod(tmp / "f", 0o600)  # as safetensors' writer leaves its files
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o640
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o750
+    assert stat.S_IMODE((tmp_path / "d" / "f").stat().st_mode) == 0o640
     assert current_umask() == old
 
 
