@@ -65,6 +65,7 @@ class Calibrate(Command):
                                               "fingerprint": fingerprint, "data": data_digest,
                                               "sensitivity": sens_digest})  # another table, another plan
         plan = None
+        shapes = layer_shapes(model)  # before calibration swaps the Linears
         try:
             if args.avg_bits is not None or args.max_weight_mb is not None:
                 plan = plan_for(model, scenes, opts, args, work)
@@ -73,7 +74,6 @@ class Calibrate(Command):
             if not any(p.name != "key.json" for p in work.folder.iterdir()):
                 work.remove()  # nothing to resume from: no stray folder after a refusal
             raise
-        shapes = layer_shapes(model)
         if plan:
             recipe.extra["plan"] = plan.to_json()
         recipe.extra["weight_bytes"] = recipe_bytes(recipe, shapes)
