@@ -81,3 +81,20 @@ def test_dense_heads_on_a_frame_subset_match_the_full_forward():
     assert torch.equal(sub_gt["depth"], gt["depth"][:, index]) and torch.equal(sub_gt["pose_enc"], gt["pose_enc"])
     same, same_gt = forward_for_training(model, images, gt, dense_frames=0)
     assert same_gt is gt and same["depth"].shape[1] == 3
+
+
+def test_second_stage_starts_from_a_state_with_its_probe(tmp_path):
+    from qvggt_deploy.model import get_preset
+    from qvggt_deploy.train.loop import _load_init
+    from qvggt_deploy.train.pose_probe import AbsolutePoseProbe
+
+    cfg = TrainConfig(preset="micro", steps=1, warmup=1, log_every=1, ckpt_every=1, snapshot_every=10,
+                      weight_abs_pose=1.0)
+    first = train(cfg, tmp_path / "a")
+    state = torch.load(tmp_path / "a" / "state.pt", weights_only=False)
+    model = build_model(get_preset("micro").replace(enable_track=False), seed=5)
+    probe = AbsolutePoseProbe(2 * model.cfg.embed_dim)
+    _load_init(model, str(tmp_path / "a" / "state.pt"), "micro", probe)
+    for (name, p), q in zip(first.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert torch.equal(probe.proj.weight, state["probe"]["proj.weight"])

@@ -1,0 +1,77 @@
+"""Pair-level camera errors on held-out scenes, by trajectory kind, beside the camera priors.
+
+``qvggt eval`` reports means over pairs; the geometry-model targets also need medians over pairs
+and where the errors come from (orbit, forward or random-view scenes). Same scenes as
+``qvggt eval --scenes N --frames F --seed S`` (seeds 10^9 + S + i).
+
+    python benchmarks/camera_breakdown.py --checkpoint qvggt_deploy/assets/vggt_tiny.safetensors \
+        --json docs/training/camera_breakdown.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=None, help="weights (default: the embedded tiny model)")
+    parser.add_argument("--scenes", type=int, default=64)
+    parser.add_argument("--frames", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+
+    import numpy as np
+    import torch
+
+    from qvggt_deploy.geometry import pose_encoding_to_extri_intri
+    from qvggt_deploy.metrics.baselines import camera_prior_extrinsics
+    from qvggt_deploy.metrics.camera import auc, relative_pose_errors
+    from qvggt_deploy.metrics.evaluate import eval_scenes
+    from qvggt_deploy.model.checkpoint import load_model
+
+    torch.set_num_threads(args.threads)
+    model = load_model("tiny", args.checkpoint, device="cpu").eval()
+    size = model.cfg.img_size
+    errors = {}  # source -> trajectory -> (rre list, rte list)
+    for scene in eval_scenes(args.scenes, args.frames, args.seed, (size, size)):
+        with torch.no_grad():
+            pose_enc = model(scene.images)["pose_enc"]
+        extr, _ = pose_encoding_to_extri_intri(pose_enc, (size, size))
+        sources = {"model": extr[0]}
+        sources.update({f"prior:{p}": camera_prior_extrinsics(p, scene) for p in ("identity", "forward", "mean_trajectory")})
+        for source, e in sources.items():
+            rre, rte = relative_pose_errors(e, scene.extrinsics)
+            for key in (scene.meta["trajectory"], "all"):
+                slot = errors.setdefault(source, {}).setdefault(key, ([], []))
+                slot[0].extend(rre.tolist())
+                slot[1].extend(rte.tolist())
+    report = {}
+    for source, by_traj in errors.items():
+        report[source] = {}
+        for traj, (rre, rte) in sorted(by_traj.items()):
+            rre, rte = np.array(rre), np.array(rte)
+            report[source][traj] = {"pairs": int(rre.size), "rre_mean": float(rre.mean()),
+                                    "rre_median": float(np.median(rre)), "rte_mean": float(rte.mean()),
+                                    "rte_median": float(np.median(rte)), "auc@30": 100 * auc(rre, rte)}
+    for source, by_traj in report.items():
+        for traj, m in by_traj.items():
+            print(f"{source:<22}{traj:<8} pairs {m['pairs']:>4}  RRE mean {m['rre_mean']:6.2f} median "
+                  f"{m['rre_median']:6.2f}  RTE mean {m['rte_mean']:6.2f} median {m['rte_median']:6.2f}  "
+                  f"AUC@30 {m['auc@30']:6.2f}")
+    if args.json:
+        settings = {"checkpoint": args.checkpoint or "embedded", "scenes": args.scenes, "frames": args.frames,
+                    "seed": args.seed}
+        Path(args.json).write_text(json.dumps({"settings": settings, "errors": report}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
