@@ -7,11 +7,13 @@ LR and the curriculum are pure functions of (step, steps), and every batch is a 
 the LR schedule and curriculum from there on; a warning says so.
 
 Output folder layout:
-- ``state.pt``: resumable state (model + optimizer + step + RNG), rewritten every ``ckpt_every``.
+- ``state.pt``: resumable state (model + absolute-pose probe + optimizer + step + RNG), rewritten
+  every ``ckpt_every``.
 - ``model.safetensors``: the final weights for the full preset (loads strictly into
   ``build_model(preset)``; heads not trained here keep their seeded init, see :func:`full_state_dict`).
 - ``snapshots/step_XXXXXXX.safetensors``: weights every ``snapshot_every`` steps (learning curves).
-- ``log.jsonl``: one JSON object per logged step (losses, LR, seconds, frames, image size).
+- ``log.jsonl``: one JSON object per logged step (losses, LR, seconds, frames, image size), and
+  the held-out camera go/no-go records (``{"step", "go_no_go"}``) when ``probe_every`` is set.
 - ``config.json``: the :class:`TrainConfig` of the run.
 """
 from __future__ import annotations
