@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from qvggt_deploy.errors import QvggtError
+from qvggt_deploy.export.validate import iter_graphs
 from qvggt_deploy.lazy import lazy_import
 from qvggt_deploy.log import get_logger
 
@@ -135,18 +136,6 @@ def constant_dtype(const) -> int:
     if isinstance(values, gs_tensor.LazyValues):
         return values.tensor.data_type
     return onnx.helper.np_dtype_to_tensor_dtype(np.asarray(values).dtype)
-
-
-def _graphs(graph):
-    """``graph`` and every subgraph (Loop/If/Scan bodies), depth first."""
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for sub in attr.graphs:
-                    yield from _graphs(sub)
 
 
 def _save_or_clean(model, tmp: Path) -> None:
@@ -263,7 +252,7 @@ class TensorStore:
             return path
         if path != self.onnx_path:
             raise QvggtError(f"TensorStore was opened for {self.onnx_path}, not {path}")
-        tensors = [t for g in _graphs(model.graph) for t in g.initializer]  # Loop bodies too
+        tensors = [t for g in iter_graphs(model.graph) for t in g.initializer]  # Loop bodies too
         for tensor in tensors:
             if tensor.data_location != onnx.TensorProto.EXTERNAL and tensor.HasField("raw_data") \
                     and len(tensor.raw_data) >= EXTERNAL_MIN_BYTES:

@@ -18,20 +18,21 @@ from qvggt_deploy.lazy import import_or_raise
 META = "qvggt."
 
 
-def _graphs(graph) -> Iterable:
+def iter_graphs(graph) -> Iterable:
+    """``graph`` and every subgraph (Loop/If/Scan bodies), depth first."""
     onnx = import_or_raise("onnx")
     yield graph
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(attr.g)
+                yield from iter_graphs(attr.g)
             elif attr.type == onnx.AttributeProto.GRAPHS:
                 for sub in attr.graphs:
-                    yield from _graphs(sub)
+                    yield from iter_graphs(sub)
 
 
 def _tensors(model) -> Iterable:
-    for g in _graphs(model.graph):
+    for g in iter_graphs(model.graph):
         yield from g.initializer
         for node in g.node:
             for attr in node.attribute:
