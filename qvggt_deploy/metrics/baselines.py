@@ -29,17 +29,22 @@ BASELINE_DESCRIPTIONS = {
 }
 
 
-def trivial_prediction(scene: Any) -> Dict[str, torch.Tensor]:
-    """The ``trivial`` baseline for one scene, in the model's output format (batch dim 1)."""
+def _prediction_with_cameras(scene: Any, extr: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """Constant depth (median valid GT depth of frame 0) seen by cameras ``extr [S,3,4]`` with the
+    true intrinsics, in the model's output format (batch dim 1)."""
     depth_gt, mask, K = scene.depth, scene.mask, scene.intrinsics
     S, H, W = depth_gt.shape
     first = depth_gt[0][mask[0]]
     value = first.median() if first.numel() else depth_gt[mask].median() if mask.any() else torch.tensor(1.0)
     depth = torch.full((S, H, W), float(value))
-    extr = torch.eye(4)[:3].expand(S, 3, 4).clone()
     points = unproject_depth_map_to_point_map(depth, extr, K)
     pose_enc = extri_intri_to_pose_encoding(extr, K, (H, W))
     return {"pose_enc": pose_enc[None], "depth": depth[None, ..., None], "world_points": points[None].float()}
+
+
+def trivial_prediction(scene: Any) -> Dict[str, torch.Tensor]:
+    """The ``trivial`` baseline for one scene: constant depth, identity cameras."""
+    return _prediction_with_cameras(scene, camera_prior_extrinsics("identity", scene))
 
 
 MEAN_TRAJECTORY_SCENES = 128
@@ -78,13 +83,7 @@ def camera_prior_extrinsics(name: str, scene: Any) -> torch.Tensor:
 
 def _with_prior_cameras(name: str) -> Callable[[Any], Dict[str, torch.Tensor]]:
     def predict(scene: Any) -> Dict[str, torch.Tensor]:
-        out = trivial_prediction(scene)
-        extr = camera_prior_extrinsics(name, scene)
-        H, W = scene.depth.shape[-2:]
-        out["pose_enc"] = extri_intri_to_pose_encoding(extr, scene.intrinsics, (H, W))[None]
-        out["world_points"] = unproject_depth_map_to_point_map(out["depth"][0, ..., 0], extr,
-                                                               scene.intrinsics)[None].float()
-        return out
+        return _prediction_with_cameras(scene, camera_prior_extrinsics(name, scene))
 
     predict.__name__ = f"{name}_prediction"
     return predict
