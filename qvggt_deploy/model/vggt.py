@@ -41,7 +41,8 @@ class VGGT(nn.Module):
         else:
             self.track_head = None
 
-    def forward(self, images: torch.Tensor, query_points: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, query_points: Optional[torch.Tensor] = None,
+                dense_frames: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """Run the model.
 
         Args:
@@ -49,6 +50,9 @@ class VGGT(nn.Module):
                 multiples of the patch size (14). B: batch, S: frames.
             query_points (Tensor, optional): ``[N, 2]`` or ``[B, N, 2]`` pixel (x, y) in frame 0,
                 for the track head.
+            dense_frames (Tensor, optional): frame indices for the depth and point heads, which
+                then predict those frames only (training on a subset: the dense heads are most of
+                a step's time). The camera head always sees every frame.
 
         Returns:
             dict with ``pose_enc`` [B,S,9] (and ``pose_enc_list``), ``depth`` [B,S,H,W,1],
@@ -73,6 +77,9 @@ class VGGT(nn.Module):
                 pose_enc_list = self.camera_head(tokens_fp32)
                 predictions["pose_enc"] = pose_enc_list[-1]
                 predictions["pose_enc_list"] = pose_enc_list
+            if dense_frames is not None:
+                tokens_fp32 = [t[:, dense_frames] for t in tokens_fp32]
+                images_fp32 = images_fp32[:, dense_frames]
             if self.depth_head is not None:
                 depth, depth_conf = self.depth_head(tokens_fp32, images_fp32, patch_start_idx)
                 predictions["depth"] = depth

@@ -105,21 +105,10 @@ def forward_for_training(model: torch.nn.Module, images: torch.Tensor, gt: Dict[
     if dense_frames <= 0 or dense_frames >= S:
         return model(images), gt
     index = torch.randperm(S)[:dense_frames].sort().values
-    tokens_list, patch_start_idx = model.aggregator(images)
-    pred = {}
-    if model.camera_head is not None:
-        pred["pose_enc_list"] = model.camera_head(tokens_list)
-        pred["pose_enc"] = pred["pose_enc_list"][-1]
-    sub_tokens = [t[:, index] for t in tokens_list]
-    sub_images = images[:, index]
-    if model.depth_head is not None:
-        pred["depth"], pred["depth_conf"] = model.depth_head(sub_tokens, sub_images, patch_start_idx)
-    if model.point_head is not None:
-        pred["world_points"], pred["world_points_conf"] = model.point_head(sub_tokens, sub_images, patch_start_idx)
     sub_gt = dict(gt)
     for key in ("depth", "mask", "world_points"):
         sub_gt[key] = gt[key][:, index]
-    return pred, sub_gt
+    return model(images, dense_frames=index), sub_gt
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
