@@ -17,13 +17,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _angle(A, B):
-    import torch
-
-    cos = ((torch.einsum("sij,sij->s", A, B) - 1) / 2).clamp(-1, 1)
-    return torch.rad2deg(torch.arccos(cos))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("state", help="a training run's state.pt (trained with --weight-abs-pose)")
@@ -34,6 +27,7 @@ def main() -> int:
     import torch
 
     from qvggt_deploy.geometry import pose_encoding_to_extri_intri
+    from qvggt_deploy.metrics.camera import rotation_angle_error
     from qvggt_deploy.model import build_model, get_preset
     from qvggt_deploy.train.pose_probe import AbsolutePoseProbe, CameraTokenTap, _heldout_scenes
 
@@ -54,10 +48,10 @@ def main() -> int:
             U, _, Vh = torch.linalg.svd(R)
             R = U @ Vh
             R_true = scene.scene_extrinsics[:, :3, :3]
-            absolute.append(_angle(R, R_true))
-            composed.append(_angle((R @ R[0].T)[1:], (R_true @ R_true[0].T)[1:]))
+            absolute.append(rotation_angle_error(R, R_true))
+            composed.append(rotation_angle_error((R @ R[0].T)[1:], (R_true @ R_true[0].T)[1:]))
             extr, _ = pose_encoding_to_extri_intri(out["pose_enc"], (args.size, args.size))
-            head.append(_angle(extr[0, 1:, :, :3], scene.extrinsics[1:, :, :3]))
+            head.append(rotation_angle_error(extr[0, 1:, :, :3], scene.extrinsics[1:, :, :3]))
     print(f"step {state['step']}, {args.scenes} scenes at {args.size} px (degrees)")
     for name, errs in (("probe, absolute rotation", absolute), ("probe composed, frame i vs 0", composed),
                        ("camera head, frame i vs 0", head)):
