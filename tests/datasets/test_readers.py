@@ -52,7 +52,8 @@ def test_co3d_cameras_split_and_skip_rules(tmp_path):
 def test_co3d_translation_rule_and_errors(tmp_path):
     rng = np.random.default_rng(3)
     E, K = random_cameras(50, rng, 16, 12)
-    E[:, :, 3] *= 1e4
+    E[7, :, 3] = 4e4  # one frame with T[0] + T[1] + T[2] > 1e5 (PyTorch3D T = (-t0, -t1, t2))
+    E[7, 2, 3] = 2e5
     write_co3d(tmp_path, "car", {"far": {"E": E, "K": K, "size": (16, 12)}})
     assert "1e5" in open_dataset("co3d", tmp_path).sample("car/far", 10, 0)
     (tmp_path / "car" / "set_lists" / "set_lists_fewview_dev.json").unlink()
