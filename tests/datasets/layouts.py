@@ -162,3 +162,14 @@ def write_eth3d(root: Path, scene: str, E: np.ndarray, K: np.ndarray, depths: np
     (calib / "images.txt").write_text("\n".join(imgs) + "\n")
     (calib / "points3D.txt").write_text("# 3D point list\n")
     return names
+
+
+def export_scene_eth3d(scene_dir: Path, root: Path) -> str:
+    """A saved generated scene (``qvggt scenes``) written as an ETH3D scene of the same name."""
+    from qvggt_deploy.data.scene_io import read_scene
+
+    scene = read_scene(scene_dir)
+    rgb = (scene.images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    write_eth3d(root, scene_dir.name, scene.extrinsics.double().numpy(), scene.intrinsics.double().numpy(),
+                scene.depth.numpy(), [Image.fromarray(x) for x in rgb])
+    return scene_dir.name
