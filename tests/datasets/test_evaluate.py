@@ -73,9 +73,10 @@ def test_dtu_and_eth3d_depth_benchmarks(tmp_path):
     write_eth3d(tmp_path / "eth3d", "courtyard", E, K, scene.depth.numpy(), _pil(scene))
     _, dtu = _run(tmp_path, tmp_path / "dtu", "dtu")
     _, eth = _run(tmp_path, tmp_path / "eth3d", "eth3d")
-    assert dtu["units"] == "mm" and dtu["metrics"] == ["accuracy", "completeness", "chamfer"]
+    assert dtu["units"] == "mm" and dtu["metrics"] == ["depthcam_accuracy", "depthcam_completeness",
+                                                        "depthcam_chamfer"]
     for key in ("accuracy", "completeness", "chamfer"):
-        assert np.isfinite(dtu["mean"][key]) and np.isfinite(eth["mean"]["depthcam_" + key])
+        assert np.isfinite(dtu["mean"]["depthcam_" + key]) and np.isfinite(eth["mean"][key])
     for key in ("depthcam_accuracy", "depthcam_chamfer", "chamfer", "auc@30"):
         assert dtu["mean"][key] == pytest.approx(eth["mean"][key], rel=1e-6)
 
