@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from qvggt_deploy.cli.main import main
+from tests.cli.test_bad_input import _log_to_captured_stderr  # noqa: F401  (autouse: errors on capsys)
 from tests.datasets.layouts import random_cameras, write_co3d, write_dtu, write_eth3d, write_re10k
 from tests.datasets.test_readers import _pil, _scene
 from tests.train.conftest import one_thread  # noqa: F401  (autouse: single-threaded)
@@ -123,3 +124,18 @@ def test_compare_runs_paired_table_and_chart(tmp_path, co3d_root, capsys):
     capsys.readouterr()
     assert main(["eval", "--compare", str(a), str(c)]) == 1
     assert "seed" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # the ONNX export alone takes ~10 s on 2 cores
+def test_ort_backend_with_a_fixed_size_model(tmp_path):
+    """An exported 56x56 model on 56x42 images: they are padded into its input (padding has no
+    ground truth), and the run is labelled with the model file."""
+    from tests.micro_exports import get_export
+
+    result, _, _ = get_export("fp32")
+    scene = _scene(frames=3, size=(42, 56))
+    write_eth3d(tmp_path / "eth3d", "s", scene.extrinsics.double().numpy(), scene.intrinsics.double().numpy(),
+                scene.depth.numpy(), _pil(scene))
+    _, res = _run(tmp_path, tmp_path / "eth3d", "eth3d", "--backend", "ort", "--model", str(result.path))
+    assert res["settings"]["method"] == result.path.name and res["settings"]["backend"] == "ort"
+    assert all(np.isfinite(res["mean"][k]) for k in res["metrics"])

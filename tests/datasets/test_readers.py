@@ -137,21 +137,31 @@ def test_eth3d_cameras_depth_masks_and_errors(tmp_path):
 
 def test_load_scene_resamples_depth_consistently_with_intrinsics(tmp_path):
     """Ground truth on the network grid: each valid point projects back onto its own pixel."""
-    scene = _scene(frames=2, size=(84, 112))
+    scene = _scene(frames=2, size=(56, 112))
     write_eth3d(tmp_path, "s", scene.extrinsics.double().numpy(), scene.intrinsics.double().numpy(),
                 scene.depth.numpy(), _pil(scene))
     sample = open_dataset("eth3d", tmp_path).sample("eth3d/s", 10, 0)
     net = load_scene(sample, target_size=56, patch=14)
-    assert tuple(net.images.shape) == (2, 3, 42, 56) and net.mask.any()
-    E, K = net.extrinsics.double(), net.intrinsics.double()
-    for s in range(2):
+    assert tuple(net.images.shape) == (2, 3, 28, 56) and net.mask.any()
+    _check_projection(net)
+    for s in range(2):  # depth values are the original map's, sampled at the pixel centre
         v, u = torch.nonzero(net.mask[s], as_tuple=True)
-        X = net.world_points[s][v, u].double()
-        cam = X @ E[s, :, :3].T + E[s, :, 3]
+        ref = scene.depth[s].double()[2 * v + 1, 2 * u + 1]
+        torch.testing.assert_close(net.depth[s][v, u].double(), ref, rtol=1e-6, atol=1e-6)
+    # a fixed-size model: padded into 56x56 (14 rows above, 14 below), padding has no ground truth
+    padded = load_scene(sample, target_size=56, patch=14, size_hw=(56, 56))
+    assert tuple(padded.images.shape) == (2, 3, 56, 56)
+    assert not padded.mask[:, :14].any() and not padded.mask[:, 42:].any()
+    torch.testing.assert_close(padded.depth[:, 14:42], net.depth)
+    _check_projection(padded)
+
+
+def _check_projection(net):
+    """Each valid ground-truth point projects back onto its own pixel with the network intrinsics."""
+    E, K = net.extrinsics.double(), net.intrinsics.double()
+    for s in range(net.images.shape[0]):
+        v, u = torch.nonzero(net.mask[s], as_tuple=True)
+        cam = net.world_points[s][v, u].double() @ E[s, :, :3].T + E[s, :, 3]
         proj = cam @ K[s].T
         uv = proj[:, :2] / proj[:, 2:]
         assert (uv[:, 0] - u).abs().max() < 0.51 and (uv[:, 1] - v).abs().max() < 0.51
-        # depth values are the original map's, sampled at the pixel centre
-        orig = scene.depth[s].double()
-        ref = orig[(2 * v + 1).clamp(max=83), (2 * u + 1).clamp(max=111)]
-        torch.testing.assert_close(net.depth[s][v, u].double(), ref, rtol=1e-6, atol=1e-6)
