@@ -88,6 +88,11 @@ def _benchmark(args: argparse.Namespace) -> int:
         return 0
     if not args.root or not args.out:
         raise QvggtError("--dataset needs --root (the dataset folder) and --out (the run folder)")
+    stray = [o for o, v in (("--json", args.json), ("--scene-dir", args.scene_dir)) if v]
+    if stray:
+        raise QvggtError(f"{', '.join(stray)} {'apply' if len(stray) > 1 else 'applies'} to generated or saved "
+                         f"scenes; a --dataset run writes "
+                         f"results.json and results.md into --out")
     if args.activations != "fp32":
         raise QvggtError("--activations applies to generated-scene evaluations; --dataset runs the recipe as "
                          "--backend runs it")
@@ -154,8 +159,9 @@ class Evaluate(Command):
             return _benchmark(args)
         given = [o for o, v in (("--root", args.root), ("--out", args.out), ("--model", args.model)) if v]
         if given or args.backend != "torch":
-            raise QvggtError(f"{', '.join(given) or '--backend'} apply to --dataset evaluations; generated scenes "
-                             f"run the torch model")
+            named = given or ["--backend"]
+            raise QvggtError(f"{', '.join(named)} {'apply' if len(named) > 1 else 'applies'} to --dataset "
+                             f"evaluations; generated scenes run the torch model")
         import torch
 
         from qvggt_deploy.cli.infer import DTYPES

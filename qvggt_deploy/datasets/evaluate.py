@@ -96,6 +96,8 @@ def _start_run(out: Path, settings: Dict[str, Any], shard: Shard) -> None:
             if diff:
                 raise QvggtError(f"{out} holds a run with other settings ({', '.join(diff)} differ: "
                                  f"{had.get(diff[0])!r} there, {wanted[diff[0]]!r} now); use another --out")
+        elif out.exists() and not out.is_dir():
+            raise QvggtError(f"--out {out} is a file; the run needs a folder")
         elif out.exists() and any(out.iterdir()):
             raise QvggtError(f"--out {out} is a folder with other content (no {RUN_FILE}); use an empty or new folder")
         else:
@@ -131,11 +133,14 @@ def evaluate_dataset(reader: DatasetReader, model_fn: ModelFn, out, settings: Di
     if done and shard.rank == 0:
         logger.info("resuming: %d of %d sequences already done", sum(k in done for k in keys), len(keys))
     rows_path = out / ROWS_DIR / f"rank{shard.rank}.jsonl"
-    with open(rows_path, "a+", encoding="utf-8") as rows_file:
-        if rows_file.tell() > 0:  # a line cut by an interrupt must not swallow the next row
-            rows_file.seek(rows_file.tell() - 1)
-            if rows_file.read(1) != "\n":
-                rows_file.write("\n")
+    cut = False
+    if rows_path.is_file() and rows_path.stat().st_size:
+        with open(rows_path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            cut = f.read(1) != b"\n"  # a line cut by an interrupt must not swallow the next row
+    with open(rows_path, "a", encoding="utf-8") as rows_file:
+        if cut:
+            rows_file.write("\n")
         for key in progress(mine, desc=f"{reader.name} (rank {shard.rank})" if shard.world_size > 1 else reader.name,
                             total=len(mine)):
             row = _evaluate_key(reader, key, model_fn, settings, target_size, patch, size_hw)
