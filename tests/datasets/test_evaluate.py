@@ -139,3 +139,13 @@ def test_ort_backend_with_a_fixed_size_model(tmp_path):
     _, res = _run(tmp_path, tmp_path / "eth3d", "eth3d", "--backend", "ort", "--model", str(result.path))
     assert res["settings"]["method"] == result.path.name and res["settings"]["backend"] == "ort"
     assert all(np.isfinite(res["mean"][k]) for k in res["metrics"])
+
+
+def test_method_label_names_the_recipe_method_and_bit_widths(tmp_path):
+    from qvggt_deploy.datasets.run import method_label
+    from tests.micro_exports import micro_model, w4a16_recipe
+
+    recipe = w4a16_recipe(micro_model())
+    recipe.save(tmp_path / "rtn")
+    assert method_label(tmp_path / "rtn") == f"{recipe.method['name']} W4A16"
+    assert method_label(None, "m.onnx") == "m.onnx" and method_label() == "FP32"
