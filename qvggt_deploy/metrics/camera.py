@@ -91,6 +91,15 @@ def camera_metrics(pred_extrinsics, gt_extrinsics, thresholds: Sequence[int] = (
     """Flat dict: ``rre_deg``/``rte_deg`` (mean over pairs), ``rra@t``, ``rta@t`` (percent) and
     ``auc@T`` (percent). Needs at least 2 frames."""
     rre, rte = relative_pose_errors(pred_extrinsics, gt_extrinsics)
+    return camera_metrics_from_errors(rre, rte, thresholds, auc_thresholds)
+
+
+def camera_metrics_from_errors(rre, rte, thresholds: Sequence[int] = (5, 15, 30),
+                               auc_thresholds: Sequence[int] = (30, 15, 5, 3)) -> Dict[str, float]:
+    """:func:`camera_metrics` from per-pair errors (degrees), e.g. the pairs of every sequence of a
+    CO3Dv2 category pooled, as the official per-category AUC."""
+    rre = torch.as_tensor(np.asarray(rre, dtype=np.float64))
+    rte = torch.as_tensor(np.asarray(rte, dtype=np.float64))
     out = {"rre_deg": float(rre.mean()), "rte_deg": float(rte.mean())}
     for t in thresholds:
         out[f"rra@{t}"] = 100 * accuracy_at(rre, t)

@@ -14,7 +14,7 @@ Distances are in ground-truth units (metres for generated scenes). Float64 for t
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -57,8 +57,14 @@ def _subsample(points: torch.Tensor, max_points: int, generator: torch.Generator
     return points[idx]
 
 
+def _mean_below(d: torch.Tensor, max_dist: Optional[float]) -> float:
+    if max_dist is not None:
+        d = d[d < max_dist]
+    return float(d.mean()) if d.numel() else float("nan")
+
+
 def point_metrics(pred_points, gt_points, mask, max_points: int = 5000, seed: int = 0,
-                  prefix: str = "") -> Dict[str, float]:
+                  prefix: str = "", max_dist: Optional[float] = None) -> Dict[str, float]:
     """``pred_points [S,H,W,3]``, ``gt_points [S,H,W,3]``, ``mask [S,H,W]`` ->
     ``{prefix+"accuracy", prefix+"completeness", prefix+"chamfer"}`` (lower is better).
 
@@ -66,6 +72,8 @@ def point_metrics(pred_points, gt_points, mask, max_points: int = 5000, seed: in
         max_points: points per cloud for the nearest-neighbour search. Defaults to 5000.
         seed: subsampling seed. Defaults to 0.
         prefix: key prefix (e.g. ``"depthcam_"`` for depth + camera unprojection).
+        max_dist: leave distances at or above this out of both means (the DTU evaluation's
+            outlier cut-off, 20 mm). Defaults to None (every distance counts).
     """
     pred = torch.as_tensor(pred_points).double()
     gt = torch.as_tensor(gt_points).double()
@@ -80,6 +88,6 @@ def point_metrics(pred_points, gt_points, mask, max_points: int = 5000, seed: in
     gen = torch.Generator().manual_seed(seed)
     a = _subsample(aligned, max_points, gen)
     b = _subsample((g - center).float(), max_points, gen)
-    acc = float(nearest_distances(a, b).mean())
-    comp = float(nearest_distances(b, a).mean())
+    acc = _mean_below(nearest_distances(a, b), max_dist)
+    comp = _mean_below(nearest_distances(b, a), max_dist)
     return {prefix + "accuracy": acc, prefix + "completeness": comp, prefix + "chamfer": (acc + comp) / 2}

@@ -12,7 +12,7 @@ missing heads just skip their metrics. Keys (see each module for the formulas):
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 import torch
 
@@ -55,7 +55,7 @@ def predicted_cameras(pred: Mapping[str, Any], image_size_hw) -> Dict[str, torch
 
 
 def compute_metrics(pred: Mapping[str, Any], gt: Any, max_points: int = 5000, seed: int = 0,
-                    depthcam: bool = True) -> Dict[str, float]:
+                    depthcam: bool = True, max_dist: Optional[float] = None) -> Dict[str, float]:
     """Flat metric dict for one scene.
 
     Args:
@@ -66,6 +66,7 @@ def compute_metrics(pred: Mapping[str, Any], gt: Any, max_points: int = 5000, se
         seed: Chamfer subsampling seed. Defaults to 0.
         depthcam: also score depth unprojected with the predicted cameras (``depthcam_*``) and
             the cross-head consistency. Defaults to True.
+        max_dist: outlier cut-off of the point metrics (:func:`~.points.point_metrics`). Defaults to None.
     """
     g = _ground_truth(gt)
     S, H, W = g["depth"].shape
@@ -78,11 +79,12 @@ def compute_metrics(pred: Mapping[str, Any], gt: Any, max_points: int = 5000, se
         out.update(depth_metrics(depth, g["depth"], g["mask"]))
     if "world_points" in pred:
         pts = _unbatch(pred["world_points"]).reshape(S, H, W, 3)
-        out.update(point_metrics(pts, g["world_points"], g["mask"], max_points=max_points, seed=seed))
+        out.update(point_metrics(pts, g["world_points"], g["mask"], max_points=max_points, seed=seed,
+                                   max_dist=max_dist))
     if depthcam and depth is not None and cams:
         pts_dc = unproject_depth_map_to_point_map(depth.double(), cams["extrinsics"], cams["intrinsics"])
         out.update(point_metrics(pts_dc, g["world_points"], g["mask"], max_points=max_points, seed=seed,
-                                 prefix="depthcam_"))
+                                 prefix="depthcam_", max_dist=max_dist))
         if "world_points" in pred:
             out.update(consistency_metrics(depth, cams["extrinsics"], cams["intrinsics"],
                                            _unbatch(pred["world_points"]).reshape(S, H, W, 3), g["mask"]))
