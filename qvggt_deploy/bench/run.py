@@ -26,6 +26,7 @@ class Variant:
     preset: Optional[str] = None
     checkpoint: Optional[str] = None
     recipe: Optional[str] = None
+    allow_random: bool = False
     height: Optional[int] = None
     width: Optional[int] = None
     extra: Dict[str, Any] = field(default_factory=dict)
@@ -43,6 +44,8 @@ class Variant:
                 args += ["--checkpoint", str(self.checkpoint)]
             if self.recipe:
                 args += ["--recipe", str(self.recipe)]
+            if self.allow_random:
+                args.append("--allow-random-weights")
         return args
 
 

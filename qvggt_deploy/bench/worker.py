@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     p.add_argument("--preset")
     p.add_argument("--checkpoint")
     p.add_argument("--recipe")
+    p.add_argument("--allow-random-weights", action="store_true")
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
     p.add_argument("--frames", type=int, default=2)
@@ -74,7 +75,8 @@ def main(argv=None) -> int:
         from qvggt_deploy.quant.recipe import load_recipe
 
         recipe = load_recipe(args.recipe) if args.recipe else None
-        model = ModelFromPreset(args.preset, args.checkpoint, recipe, threads=args.threads)()
+        model = ModelFromPreset(args.preset, args.checkpoint, recipe, threads=args.threads,
+                                allow_random=args.allow_random_weights)()
         height, width = args.height, args.width
 
         def run(x):

@@ -40,7 +40,10 @@ class Bench(Command):
                             help="ort: time the variants round-robin in one process (fair ratios on a busy machine); "
                                  "peak RSS still comes from one fresh process per variant (1 run each)")
         parser.add_argument("--preset", default="tiny", help="torch: model preset. Defaults to tiny.")
-        parser.add_argument("--checkpoint", default=None, help="torch: weights")
+        parser.add_argument("--checkpoint", default=None,
+                            help="torch: weights, a file or a Hugging Face model id (e.g. facebook/VGGT-1B)")
+        parser.add_argument("--allow-random-weights", action="store_true",
+                            help="torch: time a preset without weights on random ones (the report says so)")
         parser.add_argument("--recipe", action="append", default=[], metavar="[NAME=]DIR",
                             help="torch: a recipe to benchmark fake-quantized (repeatable)")
         parser.add_argument("--frames", type=positive_int, default=2, help="frames per inference. Defaults to 2.")
@@ -88,10 +91,11 @@ class Bench(Command):
 
             size = get_preset(args.preset).img_size
             h, w = args.height or size, args.width or size
-            variants.append(Variant("torch-fp32", "torch", preset=args.preset, checkpoint=args.checkpoint, height=h, width=w))
+            common = {"preset": args.preset, "checkpoint": args.checkpoint, "allow_random": args.allow_random_weights,
+                      "height": h, "width": w}
+            variants.append(Variant("torch-fp32", "torch", **common))
             for name, path in parse_named(args.recipe, "--recipe"):
-                variants.append(Variant(f"torch-{name}", "torch", preset=args.preset, checkpoint=args.checkpoint,
-                                        recipe=str(path), height=h, width=w))
+                variants.append(Variant(f"torch-{name}", "torch", recipe=str(path), **common))
         if not variants:
             raise QvggtError("nothing to benchmark: pass --model (ort) or use --backend torch")
         if args.interleave and args.backend == "ort":
@@ -117,6 +121,8 @@ class Bench(Command):
                  + ("; latencies timed round-robin in one process (each variant under the same machine load)"
                     if args.interleave else "; each variant timed in its own process"),
                  f"ratios against `{r0['label']}`"]
+        if args.backend == "torch" and args.allow_random_weights and not args.checkpoint:
+            notes.append(f"random weights (--allow-random-weights): {args.preset} timed without its checkpoint")
         write_json(out, {"title": title, "machine": machine, "settings": {k: v for k, v in vars(args).items() if not k.startswith("_")},
                          "results": results})
         chart = write_chart(results, out.with_suffix(".png"), title)

@@ -121,7 +121,8 @@ class Check(Command):
                     rec = recipes[digest]
                 label = "torch-fp32" if rec is None else f"torch-{rec.path.name if rec.path else rec.method.get('name', 'recipe')}"
                 label += "" if conv == "fp32" else f"-conv{conv}"
-                torch_runners[key] = TorchRunner(ModelFromPreset(args.preset, args.checkpoint, rec, conv, args.threads),
+                torch_runners[key] = TorchRunner(ModelFromPreset(args.preset, args.checkpoint, rec, conv, args.threads,
+                                                                 allow_random=args.allow_random_weights),
                                                  name=label, height=height, width=width)
             return torch_runners[key]
 

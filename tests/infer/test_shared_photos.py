@@ -99,3 +99,23 @@ def test_glb_opens_with_every_point_and_one_frustum_per_camera(ort_folder):
     frustums = [g for g in scene.geometry.values() if isinstance(g, trimesh.Trimesh)]
     assert sum(len(c.vertices) for c in clouds) == doc["points"]
     assert len(frustums) == len(doc["frames"]) == 3
+
+
+def test_embedded_tiny_model_on_photos_says_once_it_knows_generated_scenes_only(tmp_path, shared_photos, log_text):
+    assert main(["infer", "--images", str(shared_photos), "--max-frames", "1", "--out", str(tmp_path / "o")]) == 0
+    assert log_text().count("trained on generated scenes only") == 1
+    assert "--preset vggt-1b --checkpoint facebook/VGGT-1B" in log_text()
+
+
+def test_other_presets_do_not_warn(tmp_path, shared_photos, log_text):
+    assert main(["infer", "--preset", "micro", "--images", str(shared_photos), "--max-frames", "1",
+                 "--out", str(tmp_path / "o")]) == 0
+    assert "generated scenes" not in log_text()
+
+
+def test_vggt1b_without_weights_is_refused(tmp_path, shared_photos, log_text):
+    assert main(["infer", "--preset", "vggt-1b", "--images", str(shared_photos), "--max-frames", "1",
+                 "--out", str(tmp_path / "o")]) == 1
+    assert "has no embedded weights: pass --checkpoint facebook/VGGT-1B (the official weights)" in log_text()
+    assert "--allow-random-weights" in log_text()
+    assert not (tmp_path / "o").exists()
