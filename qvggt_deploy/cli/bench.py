@@ -58,7 +58,7 @@ class Bench(Command):
     def run(self, args: argparse.Namespace) -> int:
         from qvggt_deploy.bench.report import markdown_table, write_chart, write_markdown
         from qvggt_deploy.bench.run import Variant, measure, with_ratios
-        from qvggt_deploy.cli.check import parse_named
+        from qvggt_deploy.check.plan import parse_named
         from qvggt_deploy.fileio import check_output_file, write_json
 
         for path in (Path(args.json), Path(args.json).with_suffix(".md"), Path(args.json).with_suffix(".png")):
