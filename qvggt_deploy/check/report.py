@@ -91,7 +91,7 @@ def markdown(result: CheckResult, title: str = "qvggt check", notes: Sequence[st
     if figures:
         parts += ["", "## Depth maps and per-pixel error", "",
                   "Per frame: the reference runner's depth, the candidate's (same colour range), and "
-                  "|candidate - reference| / reference (padding black).", ""]
+                  "|candidate - reference| / reference (padding left blank).", ""]
         parts += [f"![{f.stem}]({FIGURES}/{f.name})" for f in figures]
     return "\n".join(parts) + "\n"
 
