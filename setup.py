@@ -35,6 +35,7 @@ setup(
         # Only where CUDA exists (Jetson / desktop GPU); tensorrt comes with JetPack.
         # cuda-bindings 13.x needs a CUDA 13 driver; JetPack 6 ships CUDA 12.6.
         "cuda": ["cuda-bindings>=12.6,<13"],
+        "hub": ["huggingface_hub>=0.24"],  # --checkpoint owner/name from the Hugging Face Hub
     },
     entry_points={"console_scripts": ["qvggt=qvggt_deploy.cli.main:main"]},
 )

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_ARGS = ["--preset", "vggt-1b", "--frames", "2", "--image-size", "518", "--method", "qvggt",
+DEFAULT_ARGS = ["--preset", "vggt-1b", "--allow-random-weights", "--frames", "2", "--image-size", "518", "--method", "qvggt",
                 "--no-task-search", "--group", "128", "--grid", "4", "--max-rows", "2048"]
 
 

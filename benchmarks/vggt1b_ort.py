@@ -38,7 +38,7 @@ RECIPE_CODE = """
 import sys
 from qvggt_deploy.model.checkpoint import load_model
 from qvggt_deploy.quant.rtn import rtn_recipe
-model = load_model("vggt-1b")
+model = load_model("vggt-1b", allow_random=True)  # random weights: the report says so
 rtn_recipe(model, "w4a16", 128).save(sys.argv[1])
 """
 
@@ -111,15 +111,15 @@ def main() -> int:
     with open(work / "run.log", "a") as log:
         if not args.skip_export:
             steps.append(run([PY, "-c", RECIPE_CODE, work / "recipe_w4a16_g128"], "rtn recipe (w4a16, group 128)", log))
-            steps.append(run([*qvggt, "export", "--preset", "vggt-1b", *size, "--out", files["fp32"]], "export fp32", log))
+            steps.append(run([*qvggt, "export", "--preset", "vggt-1b", "--allow-random-weights", *size, "--out", files["fp32"]], "export fp32", log))
             # One external .data file for every variant: ONNX Runtime then maps the weights instead of
             # copying them out of the protobuf (W4A16 peak RSS 2.6 -> 2.0 GB in a trial run).
             q = ["--recipe", work / "recipe_w4a16_g128", "--conv-precision", "fp16", "--external-data", "always"]
-            steps.append(run([*qvggt, "export", "--preset", "vggt-1b", *size, *q, "--out", files["w4a16"]],
+            steps.append(run([*qvggt, "export", "--preset", "vggt-1b", "--allow-random-weights", *size, *q, "--out", files["w4a16"]],
                              "export w4a16 (exact)", log))
-            steps.append(run([*qvggt, "export", "--preset", "vggt-1b", *size, *q, "--ort-int8-activations",
+            steps.append(run([*qvggt, "export", "--preset", "vggt-1b", "--allow-random-weights", *size, *q, "--ort-int8-activations",
                               "--out", files["w8a8-dyn"]], "export W8A8 dynamic per-tensor (qgemm)", log))
-            steps.append(run([*qvggt, "export", "--preset", "vggt-1b", *size, *q, "--ort-int8-activations",
+            steps.append(run([*qvggt, "export", "--preset", "vggt-1b", "--allow-random-weights", *size, *q, "--ort-int8-activations",
                               "--ort-int8-kernel", "matmulnbits", "--out", files["w4a8-dyn"]],
                              "export W4A8 dynamic per-block (matmulnbits level 4)", log))
         steps.append(run([*qvggt, "lint", *files.values(), "--json", work / "lint.json"], "lint", log))

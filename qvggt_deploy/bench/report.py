@@ -58,8 +58,43 @@ def write_chart(results: Sequence[Dict[str, Any]], path, title: str = "") -> Pat
     return path
 
 
+def _mib(x) -> str:
+    return "-" if x is None else f"{x / 2**20:.1f}"
+
+
+def trt_sections(results: Sequence[Dict[str, Any]]) -> str:
+    """Per TensorRT variant: end-to-end latency, memory, the slowest layers, tegrastats."""
+    parts = []
+    for r in results:
+        if r.get("backend") != "trt":
+            continue
+        parts += [f"## TensorRT: {r['label']}", "",
+                  f"- latency ({r.get('timing', 'cuda events')}): median {r['median'] * 1e3:.2f} ms, "
+                  f"p90 {r['p90'] * 1e3:.2f} ms; end to end with copies: median {r['end_to_end_median'] * 1e3:.2f} ms",
+                  f"- memory: activations {_mib(r.get('activation_bytes'))} MiB (device_memory_size_v2), device memory "
+                  f"taken by loading {_mib(r.get('device_bytes_engine'))} MiB, after the first run "
+                  f"{_mib(r.get('device_bytes_after_first_run'))} MiB, of {_mib(r.get('device_total_bytes'))} MiB; "
+                  f"engine files {_mib(r.get('model_bytes'))} MiB"]
+        stats = r.get("tegrastats")
+        if stats and stats.get("samples"):
+            rails = ", ".join(f"{k} mean {v['mean']:.0f} / peak {v['peak']} mW" for k, v in stats["power_mw"].items())
+            parts.append(f"- tegrastats ({stats['samples']} samples during the timed runs): RAM peak "
+                         f"{stats['ram_peak_mb']} of {stats['ram_total_mb']} MB; {rails or 'no power rails'}")
+        layers = r.get("layers")
+        if layers:
+            parts += [f"- layers: {layers['count']} profiled, {layers['total_ms']:.3f} ms in all (IProfiler, profiled "
+                      f"runs); W4A16 plugin layers: {layers['plugin_layers']}, {layers['plugin_share'] * 100:.1f}% "
+                      f"of the time", "", "| layer | stage | mean (ms) | share | W4A16 plugin |", "|---|---|---|---|---|"]
+            parts += [f"| `{row['layer']}` | {row['stage']} | {row['mean_ms']:.4f} | {row['share'] * 100:.1f}% "
+                      f"| {'yes' if row['plugin'] else ''} |" for row in layers["slowest"]]
+        parts.append("")
+    return "\n".join(parts)
+
+
 def write_markdown(results: List[Dict[str, Any]], path, title: str, notes: Sequence[str] = (), chart=None) -> Path:
     parts = [f"# {title}", ""] + [f"- {n}" for n in notes] + ["", markdown_table(results)]
+    if any(r.get("backend") == "trt" for r in results):
+        parts += ["", trt_sections(results)]
     if chart:
         parts += ["", f"![benchmark]({Path(chart).name})", ""]
     write_text(path, "\n".join(parts))

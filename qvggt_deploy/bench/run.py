@@ -15,7 +15,8 @@ logger = get_logger(__name__)
 
 @dataclass
 class Variant:
-    """One thing to measure: ``backend`` "ort" (``model`` = .onnx) or "torch" (``preset`` [+ ``recipe``])."""
+    """One thing to measure: ``backend`` "ort" (``model`` = .onnx), "trt" (``model`` = .engine) or
+    "torch" (``preset`` [+ ``recipe``])."""
 
     label: str
     backend: str
@@ -26,9 +27,11 @@ class Variant:
     preset: Optional[str] = None
     checkpoint: Optional[str] = None
     recipe: Optional[str] = None
+    allow_random: bool = False
     height: Optional[int] = None
     width: Optional[int] = None
     extra: Dict[str, Any] = field(default_factory=dict)
+    trt_args: List[str] = field(default_factory=list)  # worker options of the trt backend
 
     def argv(self) -> List[str]:
         args = ["--backend", self.backend]
@@ -37,12 +40,16 @@ class Variant:
             if not self.mem_arena:
                 args.append("--no-arena")
             args += ["--arena-extend", self.arena_extend]
+        elif self.backend == "trt":
+            args += ["--model", str(self.model), *self.trt_args]
         else:
             args += ["--preset", self.preset, "--height", str(self.height), "--width", str(self.width)]
             if self.checkpoint:
                 args += ["--checkpoint", str(self.checkpoint)]
             if self.recipe:
                 args += ["--recipe", str(self.recipe)]
+            if self.allow_random:
+                args.append("--allow-random-weights")
         return args
 
 

@@ -36,8 +36,12 @@ def model_bytes(path: Path) -> int:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m qvggt_deploy.bench.worker")
-    p.add_argument("--backend", choices=["ort", "torch"], required=True)
-    p.add_argument("--model", help="ort: the .onnx file")
+    p.add_argument("--backend", choices=["ort", "torch", "trt"], required=True)
+    p.add_argument("--model", help="ort: the .onnx file; trt: the .engine file")
+    p.add_argument("--cuda-graph", action="store_true", help="trt: time CUDA-graph launches")
+    p.add_argument("--layers", type=int, default=20, help="trt: slowest layers to report (0: no profiling)")
+    p.add_argument("--tegrastats", default="auto", choices=["auto", "on", "off"])
+    p.add_argument("--plugin", default=None, help="trt: plugin library (default: the sidecar's)")
     p.add_argument("--interleave", nargs="+", default=None, metavar="FILE",
                    help="ort: load every FILE and alternate their timed runs (fair latency ratios on a shared "
                         "machine; peak RSS is then the sum and not reported per file)")
@@ -47,6 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--preset")
     p.add_argument("--checkpoint")
     p.add_argument("--recipe")
+    p.add_argument("--allow-random-weights", action="store_true")
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
     p.add_argument("--frames", type=int, default=2)
@@ -57,6 +62,20 @@ def main(argv=None) -> int:
 
     if args.interleave:
         return interleaved(args)
+    if args.backend == "trt":
+        from qvggt_deploy.bench.trt import measure_engine
+        from qvggt_deploy.errors import QvggtError
+
+        try:
+            result = measure_engine(args.model, args.frames, args.warmup, args.runs, cuda_graph=args.cuda_graph,
+                                    layers=args.layers, tegrastats=args.tegrastats, plugin_library=args.plugin)
+        except QvggtError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        result.update({"peak_rss_bytes": peak_rss(), "rss_after_load_bytes": current_rss(), "threads": args.threads,
+                       "recipe": None, "torch_imported": "torch" in sys.modules})
+        print(json.dumps(result))
+        return 0
     start = time.perf_counter()
     if args.backend == "ort":  # no torch in this process: its RSS is ONNX Runtime's alone
         from qvggt_deploy.backends.onnxrt.loader import SessionFromOnnx
@@ -74,7 +93,8 @@ def main(argv=None) -> int:
         from qvggt_deploy.quant.recipe import load_recipe
 
         recipe = load_recipe(args.recipe) if args.recipe else None
-        model = ModelFromPreset(args.preset, args.checkpoint, recipe, threads=args.threads)()
+        model = ModelFromPreset(args.preset, args.checkpoint, recipe, threads=args.threads,
+                                allow_random=args.allow_random_weights)()
         height, width = args.height, args.width
 
         def run(x):

@@ -16,7 +16,8 @@ Tolerance kinds:
   rule, an element fails only when both ``|a - b| > atol`` and ``|a - b| > rtol |b|`` (it passes
   within ``max(atol, rtol |b|)``), atol 1e-4, rtol 1e-3.
 - ``approx``: a different computation (int8 activations, TensorRT fp16): statistics and metrics
-  are reported, nothing is gated.
+  are reported; the pair is gated only by its metric gates (:data:`GATES`: bounds on the task
+  metrics against the reference runner's outputs), if it has any.
 """
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ TOLERANCES = {
 }
 # Task metrics reported per comparison (keys of qvggt_deploy.metrics.compute_metrics).
 TASK_METRICS = ("auc@30", "rre_deg", "rte_deg", "abs_rel", "delta_1.25", "chamfer")
+# Metric gates of approx pairs: metric -> which side of the bound passes ("max": value <= bound).
+GATES = {"rre_deg": "max", "rte_deg": "max", "abs_rel": "max", "delta_1.25": "min", "chamfer": "max"}
 # How close the same metric must be between two runners that compute the same thing.
 METRIC_AGREEMENT = {"auc@30": 0.5, "rre_deg": 0.05, "rte_deg": 0.05, "abs_rel": 1e-3, "delta_1.25": 0.5,
                     "chamfer": 1e-3}
@@ -52,11 +55,28 @@ class Comparison:
 
     candidate: str
     reference: str
-    kind: str = "exact"  # "exact" (gated) or "approx" (reported)
+    kind: str = "exact"  # "exact" (gated elementwise) or "approx" (reported; gated by ``gates``)
+    gates: Any = ()  # metric -> bound (a mapping, kept as sorted pairs); see GATES
 
     def __post_init__(self):
         if self.kind not in ("exact", "approx"):
             raise QvggtError(f"comparison kind must be exact or approx, got {self.kind!r}")
+        gates = tuple(sorted(dict(self.gates).items()))
+        unknown = [k for k, _ in gates if k not in GATES]
+        if unknown:
+            raise QvggtError(f"no gate for metric {unknown[0]!r}; gates: {', '.join(GATES)}")
+        object.__setattr__(self, "gates", gates)
+
+
+def apply_gates(gates, metrics: Mapping[str, float]) -> List[Dict[str, Any]]:
+    """One verdict per gate; ``passed`` None where the metric is undefined (e.g. camera angles of a
+    single frame)."""
+    out = []
+    for key, bound in gates:
+        value = metrics.get(key, float("nan"))
+        passed = None if math.isnan(value) else bool(value <= bound if GATES[key] == "max" else value >= bound)
+        out.append({"metric": key, "side": GATES[key], "bound": bound, "value": value, "passed": passed})
+    return out
 
 
 def compare_func(kind: str):
@@ -83,6 +103,7 @@ class PairResult:
     outputs: Dict[str, OutputStats]
     metrics_vs_reference: Dict[str, float]
     passed: Optional[bool]
+    gates: List[Dict[str, Any]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return self.passed is not False
@@ -101,6 +122,8 @@ class CheckResult:
     # Camera priors on the same scenes (they never look at the images): a runner's camera AUC
     # means something only beside theirs.
     camera_priors_vs_ground_truth: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    # runner -> per-sample output dicts (with run_check(keep_outputs=True)); not in to_dict()
+    outputs: Dict[str, List[Dict[str, np.ndarray]]] = field(default_factory=dict, repr=False)
 
     def __bool__(self) -> bool:
         return all(bool(p) for p in self.pairs) and all(a["passed"] for a in self.agreement)
@@ -123,6 +146,7 @@ class CheckResult:
                 "kind": p.comparison.kind, "passed": p.passed,
                 "outputs": {k: vars(v) for k, v in p.outputs.items()},
                 "metrics_vs_reference": p.metrics_vs_reference,
+                "gates": p.gates,
             } for p in self.pairs],
             "metrics_vs_ground_truth": self.metrics_vs_ground_truth,
             "metric_agreement": self.agreement,
@@ -172,7 +196,8 @@ def task_metrics(outputs: Mapping[str, np.ndarray], ground_truth) -> Dict[str, f
 
 
 def run_check(runners: Sequence[Any], feeds: Sequence[Dict[str, np.ndarray]], comparisons: Sequence[Comparison],
-              ground_truth: Optional[Sequence[Any]] = None, agree: Sequence[tuple] = ()) -> CheckResult:
+              ground_truth: Optional[Sequence[Any]] = None, agree: Sequence[tuple] = (),
+              keep_outputs: bool = False) -> CheckResult:
     """Run ``runners`` on ``feeds`` and evaluate ``comparisons``.
 
     Args:
@@ -182,6 +207,7 @@ def run_check(runners: Sequence[Any], feeds: Sequence[Dict[str, np.ndarray]], co
         ground_truth: optional per-sample ground truth (scenes), for metrics against it.
         agree: pairs ``(runner_a, runner_b)`` whose task metrics must agree (same computation),
             within :data:`METRIC_AGREEMENT`.
+        keep_outputs: keep every runner's outputs in the result (for figures). Defaults to False.
 
     Returns:
         CheckResult.
@@ -194,6 +220,10 @@ def run_check(runners: Sequence[Any], feeds: Sequence[Dict[str, np.ndarray]], co
             if n not in names:
                 raise QvggtError(f"comparison names runner {n!r}, not among {names}")
     runs = comparator.Comparator.run(list(runners), data_loader=list(feeds))
+    for _, iterations in runs.items():  # Polygraphy's shape alignment views arrays: one frame's can be strided
+        for it in iterations:
+            for key in list(it.keys()):
+                it[key] = np.ascontiguousarray(it[key])
     outputs = {name: [dict(it) for it in runs[name]] for name in names}
     seconds = {}
     for name in names:
@@ -213,7 +243,14 @@ def run_check(runners: Sequence[Any], feeds: Sequence[Dict[str, np.ndarray]], co
                                      max(p["max_rel"] for p in per), float(np.mean([p["mean_rel"] for p in per])), passed)
         rows = [task_metrics(outputs[c.candidate][k], pseudo_ground_truth(outputs[c.reference][k]))
                 for k in range(len(feeds))]
-        pairs.append(PairResult(c, stats, _mean_rows(rows), all(s.passed for s in stats.values()) if gated else None))
+        metrics = _mean_rows(rows)
+        verdicts = apply_gates(c.gates, metrics)
+        if gated:
+            passed = all(s.passed for s in stats.values())
+        else:
+            decided = [v["passed"] for v in verdicts if v["passed"] is not None]
+            passed = all(decided) if decided else None
+        pairs.append(PairResult(c, stats, metrics, passed, verdicts))
     vs_gt, priors = {}, {}
     if ground_truth is not None:
         from qvggt_deploy.metrics.baselines import BASELINES, CAMERA_PRIORS
@@ -237,4 +274,5 @@ def run_check(runners: Sequence[Any], feeds: Sequence[Dict[str, np.ndarray]], co
                 delta = 0.0 if both_nan else abs(va - vb)
                 agreement.append({"a": a, "b": b, "metric": key, "a_value": va, "b_value": vb, "delta": delta,
                                   "tolerance": tol, "passed": bool(both_nan or delta <= tol)})
-    return CheckResult(names, pairs, vs_gt, agreement, seconds, len(feeds), priors)
+    return CheckResult(names, pairs, vs_gt, agreement, seconds, len(feeds), priors,
+                       outputs if keep_outputs else {})

@@ -75,7 +75,7 @@ class Ablate(Command):
         start = time.perf_counter()
 
         def fresh():
-            return load_model(args.preset, args.checkpoint, device="cpu")
+            return load_model(args.preset, args.checkpoint, device="cpu", allow_random=args.allow_random_weights)
 
         model = fresh()
         calib, data_digest = load_calib_scenes(args, model, "cpu")

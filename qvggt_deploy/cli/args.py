@@ -7,16 +7,23 @@ from qvggt_deploy.errors import QvggtError
 
 
 def add_model_args(parser: argparse.ArgumentParser, checkpoint_required: bool = False) -> None:
-    """``--preset`` and ``--checkpoint``. Without a checkpoint the embedded default is used
-    for the ``tiny`` preset and random weights (with a warning) for the others."""
+    """``--preset``, ``--checkpoint`` and ``--allow-random-weights``. Without a checkpoint the
+    embedded one is used for the ``tiny`` preset; other presets refuse to run on random weights
+    unless ``--allow-random-weights`` is given."""
     from qvggt_deploy.model.presets import PRESETS
 
     group = parser.add_argument_group("model")
     group.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
-                       help="model architecture preset. Defaults to tiny (the embedded, trained model).")
+                       help="model architecture preset. Defaults to tiny (the embedded model, trained on generated "
+                            "scenes only; for real photos use vggt-1b with --checkpoint facebook/VGGT-1B).")
     group.add_argument("--checkpoint", required=checkpoint_required, default=None,
-                       help="weights (.safetensors, .pt or .pth). Defaults to the embedded checkpoint "
-                            "for --preset tiny; other presets then get random weights (a warning says so).")
+                       help="weights: a file (.safetensors, .pt or .pth) or a Hugging Face model id "
+                            "owner/name[@revision] whose model.pt is fetched into the Hugging Face cache "
+                            "(e.g. facebook/VGGT-1B for --preset vggt-1b). Defaults to the embedded checkpoint "
+                            "for --preset tiny.")
+    group.add_argument("--allow-random-weights", action="store_true",
+                       help="run a preset without weights on random ones (shapes, memory and speed only: the "
+                            "predictions are meaningless); otherwise such a run is refused")
 
 
 def add_device_args(parser: argparse.ArgumentParser, dtypes=("fp32", "bf16", "fp16")) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 from pathlib import Path
@@ -16,18 +15,34 @@ logger = get_logger(__name__)
 
 
 class Bench(Command):
-    """Benchmark variants on the CPU, each in a fresh process: warm-up, median/p90 latency over N runs,
-    peak RSS (the whole process: runtime, model, inference), model bytes.
+    """Benchmark variants, each in a fresh process: warm-up, median/p90 latency over N runs, peak RSS
+    (the whole process: runtime, model, inference), model bytes.
 
     --backend ort: one variant per --model ([NAME=]FILE.onnx). --backend torch: the float model of
-    --preset plus one fake-quantized variant per --recipe ([NAME=]DIR). The first variant is the
-    baseline of the ratios. Writes --json, and next to it a Markdown table and a PNG chart.
+    --preset plus one fake-quantized variant per --recipe ([NAME=]DIR). --backend trt: one variant
+    per --engine ([NAME=]FILE.engine) on its GPU: latency from CUDA events around the engine's
+    enqueue (optionally a CUDA-graph replay), end-to-end latency with the copies, the slowest
+    layers from TensorRT's IProfiler (W4A16 plugin layers marked), activation and device memory,
+    and on a Jetson tegrastats RAM and power samples. The first variant is the baseline of the
+    ratios. Writes --json, and next to it a Markdown table and a PNG chart.
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--backend", choices=["ort", "torch"], required=True)
+        parser.add_argument("--backend", choices=["ort", "torch", "trt"], required=True)
         parser.add_argument("--model", action="append", default=[], metavar="[NAME=]FILE",
                             help="ort: an exported .onnx file (repeatable)")
+        parser.add_argument("--engine", action="append", default=[], metavar="[NAME=]FILE",
+                            help="trt: a TensorRT engine from qvggt build-engine (repeatable; a split build's "
+                                 ".engine path works)")
+        parser.add_argument("--cuda-graph", action="store_true",
+                            help="trt: capture the enqueue in a CUDA graph once and time its replays")
+        parser.add_argument("--layers", type=nonneg_int, default=20,
+                            help="trt: report the N slowest layers (TensorRT IProfiler, extra runs); 0 skips. "
+                                 "Defaults to 20.")
+        parser.add_argument("--tegrastats", default="auto", choices=["auto", "on", "off"],
+                            help="trt: sample RAM and power with tegrastats during the timed runs (auto: on a "
+                                 "Jetson). Defaults to auto.")
+        parser.add_argument("--plugin", default=None, help="trt: the plugin library (default: the engine sidecar's)")
         parser.add_argument("--accuracy-level", type=int, default=0, choices=[0, 1, 2, 3, 4],
                             help="ort: session.qdq_matmulnbits_accuracy_level for QDQ files. Defaults to 0.")
         parser.add_argument("--no-arena", action="store_true",
@@ -40,7 +55,10 @@ class Bench(Command):
                             help="ort: time the variants round-robin in one process (fair ratios on a busy machine); "
                                  "peak RSS still comes from one fresh process per variant (1 run each)")
         parser.add_argument("--preset", default="tiny", help="torch: model preset. Defaults to tiny.")
-        parser.add_argument("--checkpoint", default=None, help="torch: weights")
+        parser.add_argument("--checkpoint", default=None,
+                            help="torch: weights, a file or a Hugging Face model id (e.g. facebook/VGGT-1B)")
+        parser.add_argument("--allow-random-weights", action="store_true",
+                            help="torch: time a preset without weights on random ones (the report says so)")
         parser.add_argument("--recipe", action="append", default=[], metavar="[NAME=]DIR",
                             help="torch: a recipe to benchmark fake-quantized (repeatable)")
         parser.add_argument("--frames", type=positive_int, default=2, help="frames per inference. Defaults to 2.")
@@ -55,7 +73,7 @@ class Bench(Command):
     def run(self, args: argparse.Namespace) -> int:
         from qvggt_deploy.bench.report import markdown_table, write_chart, write_markdown
         from qvggt_deploy.bench.run import Variant, measure, with_ratios
-        from qvggt_deploy.cli.check import parse_named
+        from qvggt_deploy.check.plan import parse_named
         from qvggt_deploy.fileio import check_output_file, write_json
 
         for path in (Path(args.json), Path(args.json).with_suffix(".md"), Path(args.json).with_suffix(".png")):
@@ -63,7 +81,27 @@ class Bench(Command):
         if args.runs < 1 or args.warmup < 0 or args.frames < 1:
             raise QvggtError("--runs and --frames must be at least 1, --warmup at least 0")
         variants = []
-        if args.backend == "ort":
+        if args.backend != "trt" and args.engine:
+            raise QvggtError("--engine is for --backend trt")
+        if args.backend == "trt":
+            if args.model or args.recipe or args.interleave:
+                raise QvggtError("--backend trt takes --engine files (not --model, --recipe or --interleave)")
+            from qvggt_deploy.lazy import is_available
+
+            if not is_available("tensorrt"):
+                from qvggt_deploy.trt.builder import NO_TENSORRT
+
+                raise QvggtError(NO_TENSORRT)
+            trt_args = ["--layers", str(args.layers), "--tegrastats", args.tegrastats]
+            trt_args += ["--cuda-graph"] if args.cuda_graph else []
+            trt_args += ["--plugin", str(args.plugin)] if args.plugin else []
+            for name, path in parse_named(args.engine, "--engine"):
+                from qvggt_deploy.trt.sidecar import sidecar_path
+
+                if not path.is_file() and not sidecar_path(path).is_file():  # a split build has only the sidecar
+                    raise QvggtError(f"--engine {name}: file not found: {path}")
+                variants.append(Variant(name, "trt", model=str(path), trt_args=trt_args))
+        elif args.backend == "ort":
             if args.recipe:
                 raise QvggtError("--recipe is for --backend torch; export the recipe and pass --model")
             from qvggt_deploy.export.validate import load_checked
@@ -88,12 +126,13 @@ class Bench(Command):
 
             size = get_preset(args.preset).img_size
             h, w = args.height or size, args.width or size
-            variants.append(Variant("torch-fp32", "torch", preset=args.preset, checkpoint=args.checkpoint, height=h, width=w))
+            common = {"preset": args.preset, "checkpoint": args.checkpoint, "allow_random": args.allow_random_weights,
+                      "height": h, "width": w}
+            variants.append(Variant("torch-fp32", "torch", **common))
             for name, path in parse_named(args.recipe, "--recipe"):
-                variants.append(Variant(f"torch-{name}", "torch", preset=args.preset, checkpoint=args.checkpoint,
-                                        recipe=str(path), height=h, width=w))
+                variants.append(Variant(f"torch-{name}", "torch", recipe=str(path), **common))
         if not variants:
-            raise QvggtError("nothing to benchmark: pass --model (ort) or use --backend torch")
+            raise QvggtError("nothing to benchmark: pass --model (ort), --engine (trt) or use --backend torch")
         if args.interleave and args.backend == "ort":
             from qvggt_deploy.bench.run import measure_interleaved
 
@@ -110,6 +149,8 @@ class Bench(Command):
         r0 = results[0]
         machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
         title = args.title or f"qvggt bench ({args.backend}, {args.frames} frames at {r0['height']}x{r0['width']})"
+        if args.backend == "trt":
+            machine += f"; GPU: {results[0].get('device', {}).get('name', '?')}"
         notes = [f"machine: {machine}; threads: {args.threads or 'all'}; warm-up {args.warmup}, {args.runs} timed runs"
                  + ("; ORT memory arena off" if args.backend == "ort" and args.no_arena else "")
                  + (f"; ORT arena extend: {args.arena_extend}" if args.backend == "ort" else ""),
@@ -117,6 +158,11 @@ class Bench(Command):
                  + ("; latencies timed round-robin in one process (each variant under the same machine load)"
                     if args.interleave else "; each variant timed in its own process"),
                  f"ratios against `{r0['label']}`"]
+        if args.backend == "trt":
+            notes.append("trt latency: CUDA events around the engine's enqueue" + (" (CUDA-graph replay)" if args.cuda_graph
+                         else "") + ", copies excluded; end to end (copies included) in the TensorRT section")
+        if args.backend == "torch" and args.allow_random_weights and not args.checkpoint:
+            notes.append(f"random weights (--allow-random-weights): {args.preset} timed without its checkpoint")
         write_json(out, {"title": title, "machine": machine, "settings": {k: v for k, v in vars(args).items() if not k.startswith("_")},
                          "results": results})
         chart = write_chart(results, out.with_suffix(".png"), title)

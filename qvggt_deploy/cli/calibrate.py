@@ -51,7 +51,7 @@ class Calibrate(Command):
         opts = options_from_args(args)
         mp_options(args)  # before the work folder exists
         start = time.perf_counter()
-        model = load_model(args.preset, args.checkpoint, device=device)
+        model = load_model(args.preset, args.checkpoint, device=device, allow_random=args.allow_random_weights)
         fingerprint = model_fingerprint(model)
         scenes, data_digest = load_calib_scenes(args, model, device)
         logger.info("calibration: %d scene(s) of %d frame(s), method %s, %s, group %d",

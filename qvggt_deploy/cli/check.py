@@ -1,45 +1,43 @@
-"""``qvggt check``: accuracy of exported graphs (and engines) against PyTorch."""
+"""``qvggt check``: accuracy of exported graphs (and engines) against PyTorch, on generated scenes
+or the user's photos. What runs and what is gated is :mod:`qvggt_deploy.check.plan`."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import Dict, List, Tuple
 
-from qvggt_deploy.cli.args import add_model_args, apply_threads, positive_int
+from qvggt_deploy.cli.args import OptionValueError, add_model_args, apply_threads, positive_int
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
 
 logger = get_logger(__name__)
 
-REQUIRED_METADATA = ("height", "width", "preset", "recipe_digest", "target")  # what `qvggt export` writes
-
 NO_TENSORRT = ("--trt needs the tensorrt Python package, which is not installed here (TensorRT ships with "
                "JetPack on Jetson; on a desktop GPU: pip install tensorrt)")
 
 
-def parse_named(values: List[str], what: str) -> List[Tuple[str, Path]]:
-    """``NAME=PATH`` or ``PATH`` (name = file stem) -> [(name, path)], names unique."""
-    out, seen = [], set()
-    for value in values or []:
-        name, sep, path = value.partition("=")
-        if not sep:
-            name, path = Path(value).stem, value
-        if name in seen:
-            raise QvggtError(f"{what}: name {name!r} given twice")
-        seen.add(name)
-        out.append((name, Path(path)))
-    return out
+def parse_gate(text: str):
+    """``METRIC=BOUND`` -> (metric, bound)."""
+    from qvggt_deploy.check.compare import GATES
+
+    metric, sep, bound = text.partition("=")
+    if not sep or metric not in GATES:
+        raise OptionValueError(f"{text!r}: expected METRIC=BOUND with METRIC one of {', '.join(GATES)}")
+    try:
+        return metric, float(bound)
+    except ValueError:
+        raise OptionValueError(f"{text!r}: {bound!r} is not a number") from None
 
 
 class Check(Command):
     """Compare backends: PyTorch (float and fake-quantized) vs ONNX Runtime files (and TensorRT engines).
 
     Every --onnx file is paired with the PyTorch model it must equal, from its metadata (recipe
-    digest, conv precision): ORT files in exact mode are gated to float tolerance, everything
-    else (int8 activations, TensorRT fp16) is reported. Task metrics (camera AUC@30, RRE/RTE,
-    depth AbsRel, Chamfer) are computed against the generated scenes' ground truth and against
-    the float model's outputs. Writes check.json and check.md to --out; exit 1 on failure.
+    digest, conv precision): ORT files in exact mode are gated to float tolerance; everything
+    else (int8 activations, TensorRT fp16) is reported, and gated by --gate bounds if given.
+    Inputs: held-out generated scenes (task metrics also against their ground truth), or with
+    --images your photos (no ground truth: cameras, depth and points of each runner against its
+    reference runner, plus depth and error maps). Writes check.json, check.md and figures/ to
+    --out; exit 0 when every gate passed, 1 otherwise (as `polygraphy run`).
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -50,24 +48,30 @@ class Check(Command):
                             help="an exported file to check (repeatable)")
         parser.add_argument("--trt", action="append", default=[], metavar="[NAME=]ENGINE",
                             help="a TensorRT engine to check (repeatable; needs tensorrt and a GPU)")
+        parser.add_argument("--images", default=None,
+                            help="a folder of photos, run as one sequence at the files' input size instead of "
+                                 "generated scenes (no ground truth needed)")
+        parser.add_argument("--max-frames", type=positive_int, default=None,
+                            help="with --images: only the first N photos (sorted by name)")
+        parser.add_argument("--mode", default="crop", choices=["crop", "pad"],
+                            help="with --images: preprocessing as qvggt infer. Defaults to crop.")
+        parser.add_argument("--gate", action="append", default=[], type=parse_gate, metavar="METRIC=BOUND",
+                            help="gate every non-exact pair on a metric against its reference runner "
+                                 "(rre_deg, rte_deg, abs_rel, chamfer: at most BOUND; delta_1.25: at least BOUND "
+                                 "percent); repeatable")
         parser.add_argument("--scenes", type=positive_int, default=2, help="generated held-out scenes. Defaults to 2.")
         parser.add_argument("--frames", type=positive_int, default=2, help="frames per scene. Defaults to 2.")
         parser.add_argument("--seed", type=int, default=0, help="scene seed offset. Defaults to 0.")
         parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (torch and ORT)")
-        parser.add_argument("--out", required=True, help="report folder (check.json, check.md)")
+        parser.add_argument("--out", required=True, help="report folder (check.json, check.md, figures/)")
 
     def run(self, args: argparse.Namespace) -> int:
-        from qvggt_deploy.backends import get_backend
-        from qvggt_deploy.backends.onnxrt.loader import SessionFromOnnx
-        from qvggt_deploy.backends.torch.loader import ModelFromPreset
-        from qvggt_deploy.check.compare import Comparison, run_check
+        from qvggt_deploy.check.compare import run_check
+        from qvggt_deploy.check.plan import parse_named, photo_inputs, plan_check, scene_inputs
         from qvggt_deploy.check.report import write_report
-        from qvggt_deploy.lazy import is_available
-        from qvggt_deploy.metrics.evaluate import eval_scenes
-
         from qvggt_deploy.cli.limits import check_fits, forward_bytes, scenes_bytes
-        from qvggt_deploy.export.validate import load_checked
         from qvggt_deploy.fileio import check_output_dir
+        from qvggt_deploy.lazy import is_available
         from qvggt_deploy.model.presets import get_preset
 
         check_output_dir(args.out, replace=False)
@@ -78,8 +82,6 @@ class Check(Command):
             raise QvggtError(NO_TENSORRT)
         if not files:
             raise QvggtError("give at least one --onnx file to check")
-        if args.scenes < 1 or args.frames < 1:
-            raise QvggtError("--scenes and --frames must be at least 1")
         recipes = {}
         if args.recipe:
             from qvggt_deploy.quant.recipe import load_recipe
@@ -87,84 +89,39 @@ class Check(Command):
             for path in args.recipe:
                 rec = load_recipe(path)
                 recipes[rec.digest] = rec
-        metas = {name: load_checked(path)[1] for name, path in files}
-        for (name, path), meta in zip(files, metas.values()):
-            missing = [k for k in REQUIRED_METADATA if k not in meta]
-            if missing:
-                raise QvggtError(f"{path}: not a qvggt export (metadata qvggt.{missing[0]} missing); "
-                                 f"make it with `qvggt export`")
-            if not (meta["height"].isdigit() and meta["width"].isdigit()):
-                raise QvggtError(f"{path}: bad qvggt.height/width metadata {meta['height']!r}x{meta['width']!r}")
-        sizes = {(int(m["height"]), int(m["width"])) for m in metas.values()}
-        if len(sizes) != 1:
-            raise QvggtError(f"the --onnx files were exported for different sizes: {sorted(sizes)}")
-        height, width = sizes.pop()
+        plan = plan_check(files, engines, preset=args.preset, checkpoint=args.checkpoint, recipes=recipes,
+                          threads=args.threads, allow_random=args.allow_random_weights, gates=dict(args.gate))
+        height, width, metas = plan.height, plan.width, plan.metas
         cfg = get_preset(args.preset)
-        # The torch references and one ORT session at a time, plus every scene with ground truth.
-        need = (2 * forward_bytes(cfg, height, width, args.frames)
-                + forward_bytes(cfg, height, width, args.frames, explicit_attention=True)
-                + scenes_bytes(args.scenes, args.frames, height, width))
-        check_fits(need, f"checking {args.scenes} scene(s) of {args.frames} frame(s) at {height}x{width}",
-                   "use fewer --frames or --scenes")
+        if args.images:
+            from qvggt_deploy.data.images import list_images
 
-        TorchRunner, OrtRunner = get_backend("torch"), get_backend("ort")
-        torch_runners: Dict[tuple, object] = {}
-
-        def torch_reference(digest: str, conv: str):
-            key = (digest, conv)
-            if key not in torch_runners:
-                rec = None
-                if digest != "none":
-                    if digest not in recipes:
-                        raise QvggtError(f"a file was exported with recipe {digest}; pass that recipe with --recipe "
-                                         f"(given: {', '.join(recipes) or 'none'})")
-                    rec = recipes[digest]
-                label = "torch-fp32" if rec is None else f"torch-{rec.path.name if rec.path else rec.method.get('name', 'recipe')}"
-                label += "" if conv == "fp32" else f"-conv{conv}"
-                torch_runners[key] = TorchRunner(ModelFromPreset(args.preset, args.checkpoint, rec, conv, args.threads),
-                                                 name=label, height=height, width=width)
-            return torch_runners[key]
-
-        float_ref = torch_reference("none", "fp32")
-        runners, comparisons, agree = [], [], []
-        for name, path in files:
-            meta = metas[name]
-            if meta.get("preset") != args.preset:
-                raise QvggtError(f"{path} was exported from preset {meta.get('preset')!r}, not --preset {args.preset}")
-            ref = torch_reference(meta["recipe_digest"], meta.get("conv_precision", "fp32"))
-            exact = meta["target"] == "ort" and meta.get("ort_accuracy_level", "0") in ("0", "session") \
-                and meta.get("ort_int8_kernel", "none") == "none" and meta.get("float_precision", "fp32") == "fp32"
-            runner = OrtRunner(SessionFromOnnx(path, accuracy_level=0, threads=args.threads), name=f"ort-{name}")
-            runners.append(runner)
-            comparisons.append(Comparison(runner.name, ref.name, "exact" if exact else "approx"))
-            if exact:
-                agree.append((runner.name, ref.name))
-            if ref is not float_ref:
-                comparisons.append(Comparison(runner.name, float_ref.name, "approx"))
-        for name, path in engines:
-            TrtRunner = get_backend("trt")
-            runner = TrtRunner(str(path), name=f"trt-{name}")
-            runners.append(runner)
-            comparisons.append(Comparison(runner.name, float_ref.name, "approx"))
-        for ref in torch_runners.values():
-            if ref is not float_ref:
-                comparisons.append(Comparison(ref.name, float_ref.name, "approx"))
-        all_runners = list(torch_runners.values()) + runners
-
-        scenes = list(eval_scenes(args.scenes, frames=args.frames, seed=args.seed, image_size=(height, width)))
-        feeds = [{"images": s.images.numpy()} for s in scenes]
-        logger.info("checking %d runners on %d scenes of %d frames at %dx%d", len(all_runners), len(scenes),
-                    args.frames, height, width)
-        result = run_check(all_runners, feeds, comparisons, ground_truth=scenes, agree=agree)
-        notes = [f"preset {args.preset}, {height}x{width}, {args.frames} frames per scene, held-out generated scenes "
-                 f"(seed offset {args.seed})"]
+            frames = len(list_images(args.images)[: args.max_frames])
+            samples, what = 1, f"checking {frames} photo(s) at {height}x{width}"
+        else:
+            frames, samples = args.frames, args.scenes
+            what = f"checking {args.scenes} scene(s) of {args.frames} frame(s) at {height}x{width}"
+        # The torch references and one ORT session at a time, plus every input.
+        need = (2 * forward_bytes(cfg, height, width, frames)
+                + forward_bytes(cfg, height, width, frames, explicit_attention=True)
+                + scenes_bytes(samples, frames, height, width))
+        check_fits(need, what, "use fewer --max-frames" if args.images else "use fewer --frames or --scenes")
+        inputs = (photo_inputs(args.images, height, width, args.max_frames, args.mode, cfg.patch_size) if args.images
+                  else scene_inputs(args.scenes, args.frames, args.seed, height, width))
+        logger.info("checking %d runners on %s", len(plan.runners), inputs.description)
+        result = run_check(plan.runners, inputs.feeds, plan.comparisons, ground_truth=inputs.ground_truth,
+                           agree=plan.agree, keep_outputs=True)
+        notes = [f"preset {args.preset}, {height}x{width}; inputs: {inputs.description}"]
         notes += [f"`ort-{n}`: {p} (target {metas[n]['target']}, recipe {metas[n]['recipe_digest']}, "
                   f"accuracy level {metas[n].get('ort_accuracy_level', '-')}, int8 kernel "
                   f"{metas[n].get('ort_int8_kernel', 'none')}, computes {metas[n].get('ort_compute', '-')}, "
                   f"passes {metas[n].get('passes')})"
                   for n, p in files]
-        paths = write_report(result, args.out, extra={"files": {n: str(p) for n, p in files},
-                                                     "metadata": metas}, notes=notes)
+        if args.allow_random_weights and not args.checkpoint:
+            notes.append("random weights (--allow-random-weights): agreement only, no accuracy")
+        paths = write_report(result, args.out, extra={"files": {n: str(p) for n, p in files}, "metadata": metas,
+                                                     "images": inputs.names},
+                             notes=notes, valid=inputs.valid, frame_names=inputs.names)
         print(paths["md"].read_text(encoding="utf-8"))
         logger.info("report: %s, %s", paths["json"], paths["md"])
         return 0 if result else 1

@@ -176,7 +176,7 @@ class Evaluate(Command):
             check_output_file(args.json, what="JSON report", option="--json")  # before the work, not after
         apply_threads(args.threads)
         device = resolve_device(args.device)
-        model = load_model(args.preset, args.checkpoint, device="cpu")
+        model = load_model(args.preset, args.checkpoint, device="cpu", allow_random=args.allow_random_weights)
         if args.recipe:
             from qvggt_deploy.quant.fake import set_activations
             from qvggt_deploy.quant.recipe import apply_recipe, load_recipe

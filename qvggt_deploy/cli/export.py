@@ -79,7 +79,7 @@ class Export(Command):
         h, w = args.height or cfg.img_size, args.width or cfg.img_size
         check_fits(2 * forward_bytes(cfg, h, w, args.frames), f"tracing {args.frames} frame(s) at {h}x{w}",
                    "trace fewer --frames (the exported frame dimension is dynamic)")
-        model = load_model(args.preset, args.checkpoint)
+        model = load_model(args.preset, args.checkpoint, allow_random=args.allow_random_weights)
         recipe = None
         if args.recipe:
             from qvggt_deploy.quant.recipe import load_recipe

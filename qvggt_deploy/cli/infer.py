@@ -88,8 +88,11 @@ class Infer(Command):
         H, W = info.size_hw or (cfg.img_size, cfg.img_size)
         check_fits(forward_bytes(cfg, H, W, len(files)), f"inference on {len(files)} images",
                    "use --max-frames to take fewer")
+        if info.preset == "tiny" and not (args.backend == "torch" and args.checkpoint):
+            logger.warning(TINY_ON_PHOTOS)
         runner = make_runner(info, checkpoint=args.checkpoint, recipe=args.recipe, device=device,
-                             dtype=DTYPES[args.dtype], threads=args.threads)
+                             dtype=DTYPES[args.dtype], threads=args.threads,
+                             allow_random=args.allow_random_weights)
         recon = reconstruct(runner, files, mode=args.mode, target_size=cfg.img_size, patch=cfg.patch_size)
         check_finite({k: torch.from_numpy(v) for k, v in recon.arrays().items()}, args)
 
@@ -108,6 +111,9 @@ class Infer(Command):
 
 
 MANIFEST = "cameras.json"
+TINY_ON_PHOTOS = ("the tiny preset (the embedded model) was trained on generated scenes only: on real photos its "
+                  "depth maps are noise and its cameras near identity; for real photos use --preset vggt-1b "
+                  "--checkpoint facebook/VGGT-1B")
 
 
 def is_infer_dir(path) -> bool:

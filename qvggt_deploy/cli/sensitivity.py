@@ -51,7 +51,7 @@ class Sensitivity(Command):
         for p in precisions:
             if get_precision(p).name == "fp32":
                 raise QvggtError("--precisions: fp32 is the reference, not an option")
-        model = load_model(args.preset, args.checkpoint, device=device)
+        model = load_model(args.preset, args.checkpoint, device=device, allow_random=args.allow_random_weights)
         scenes, _ = load_calib_scenes(args, model, device)
         result = measure_sensitivity(model, scenes, precisions, args.group, act_granularity=args.act_granularity)
         result["settings"] = {"preset": args.preset, "checkpoint": args.checkpoint or "embedded",

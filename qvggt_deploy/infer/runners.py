@@ -55,12 +55,13 @@ def describe_model(backend: str, model=None, preset: str = "tiny") -> ModelInfo:
 
 
 def make_runner(info: ModelInfo, *, checkpoint=None, recipe=None, device="cpu", dtype: Optional[str] = None,
-                threads: Optional[int] = None):
+                threads: Optional[int] = None, allow_random: bool = False):
     """A runner for ``info`` (not yet active).
 
     Args:
         info: from :func:`describe_model`.
         checkpoint, recipe: torch only (an exported file has its weights and recipe baked in).
+        allow_random: torch only: run a preset without weights on random ones. Defaults to False.
         device: torch only; ORT runs on the CPU, TensorRT on its GPU. Defaults to "cpu".
         dtype: torch autocast dtype ("bfloat16", "float16") or None for fp32. Defaults to None.
         threads: CPU threads (torch, ORT). Defaults to the library's choice.
@@ -70,7 +71,8 @@ def make_runner(info: ModelInfo, *, checkpoint=None, recipe=None, device="cpu", 
     if info.backend == "torch":
         from qvggt_deploy.backends.torch.loader import ModelFromPreset
 
-        loader = ModelFromPreset(info.preset, checkpoint, recipe, threads=threads, device=device)
+        loader = ModelFromPreset(info.preset, checkpoint, recipe, threads=threads, device=device,
+                                 allow_random=allow_random)
         return get_backend("torch")(loader, device=device, dtype=dtype)
     given = [name for name, value in (("--checkpoint", checkpoint), ("--recipe", recipe), ("--dtype", dtype))
              if value]

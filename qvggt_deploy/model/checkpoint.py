@@ -12,6 +12,7 @@ touches a single parameter, so on any error the model is unchanged. Two memory s
 from __future__ import annotations
 
 import os
+import re
 import struct
 import zipfile
 from pathlib import Path
@@ -240,19 +241,79 @@ def default_checkpoint(preset: str) -> Optional[Path]:
     return path if path is not None and path.is_file() else None
 
 
+#: Presets whose random weights are their purpose (fast unit tests): no --allow-random-weights needed.
+TEST_PRESETS = frozenset({"micro"})
+#: The file of a Hugging Face model repository that holds the weights (as facebook/VGGT-1B).
+HUB_FILENAME = "model.pt"
+_HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[\w./-]+))?$")
+_CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+
+
+def parse_hub_id(spec: str) -> Optional[Tuple[str, Optional[str]]]:
+    """``owner/name[@revision]`` -> (repo id, revision); None for anything that reads as a file
+    (an existing path, a checkpoint suffix, more than one folder)."""
+    text = str(spec)
+    if Path(text).exists() or text.lower().endswith(_CHECKPOINT_SUFFIXES):
+        return None
+    match = _HUB_ID.match(text)
+    return (match["repo"], match["revision"]) if match else None
+
+
+def resolve_checkpoint(spec: PathLike) -> Path:
+    """A local checkpoint path as given, or ``owner/name[@revision]`` fetched through
+    huggingface_hub (its cache; the repository's ``model.pt``)."""
+    hub = parse_hub_id(str(spec))
+    if hub is None:
+        return Path(spec)
+    repo, revision = hub
+    try:
+        import huggingface_hub
+        from huggingface_hub import errors as hub_errors
+    except ImportError:
+        raise QvggtError(f"--checkpoint {spec} is a Hugging Face model id, which needs huggingface_hub: "
+                         f"pip install 'qvggt-deploy[hub]' (or pass a local checkpoint file)") from None
+    where = f"{repo}{'@' + revision if revision else ''}"
+    download = (f"on a machine with network run `hf download {repo} {HUB_FILENAME}"
+                f"{' --revision ' + revision if revision else ''}` and pass the file it prints as --checkpoint PATH")
+    try:
+        path = huggingface_hub.hf_hub_download(repo, HUB_FILENAME, revision=revision)
+    except hub_errors.LocalEntryNotFoundError:
+        raise QvggtError(f"{where}/{HUB_FILENAME} is not in the Hugging Face cache and the Hub cannot be reached "
+                         f"(offline?): {download}") from None
+    except hub_errors.RevisionNotFoundError:
+        raise QvggtError(f"{repo} has no revision {revision!r} on the Hugging Face Hub") from None
+    except hub_errors.EntryNotFoundError:
+        raise QvggtError(f"{where} on the Hugging Face Hub has no {HUB_FILENAME} (the file qvggt loads)") from None
+    except (hub_errors.RepositoryNotFoundError, hub_errors.HFValidationError) as exc:
+        raise QvggtError(f"{where}: no such Hugging Face model repository, or it needs a login "
+                         f"(`hf auth login`): {str(exc).splitlines()[0]}") from None
+    except (hub_errors.HfHubHTTPError, OSError) as exc:
+        raise QvggtError(f"cannot download {where}/{HUB_FILENAME}: {str(exc).splitlines()[0]}; {download}") from None
+    logger.info("%s -> %s", where, path)
+    return Path(path)
+
+
 def load_model(preset: str, checkpoint: Optional[PathLike] = None, device="cpu",
-               allow_random: bool = True) -> nn.Module:
-    """Build ``preset`` and load weights: ``checkpoint``, else the embedded one, else random.
+               allow_random: bool = False) -> nn.Module:
+    """Build ``preset`` and load weights: ``checkpoint`` (a path or ``owner/name[@revision]`` on
+    the Hugging Face Hub), else the embedded one, else random weights when ``allow_random`` (or
+    for a test preset).
 
     With a checkpoint the model is built on the meta device and the checkpoint's tensors are
     assigned (one copy of the weights in memory), then moved to ``device``.
+
+    Raises:
+        QvggtError: no weights for ``preset`` and random ones not allowed (random weights give
+            plausible-looking, meaningless predictions).
     """
     from qvggt_deploy.model.vggt import build_model
 
-    path = Path(checkpoint) if checkpoint else default_checkpoint(preset)
+    path = resolve_checkpoint(checkpoint) if checkpoint else default_checkpoint(preset)
     if path is None:
-        if not allow_random:
-            raise QvggtError(f"preset {preset!r} has no embedded checkpoint; pass --checkpoint")
+        if not (allow_random or preset in TEST_PRESETS):
+            hint = " facebook/VGGT-1B (the official weights) or a file" if preset == "vggt-1b" else ""
+            raise QvggtError(f"preset {preset!r} has no embedded weights: pass --checkpoint{hint}, or "
+                             f"--allow-random-weights to run on random weights (meaningless predictions)")
         logger.warning("no checkpoint for preset %s: using RANDOM weights (predictions are meaningless)", preset)
         return build_model(preset, device=device)
     model = build_model(preset, device="meta")

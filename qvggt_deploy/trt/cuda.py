@@ -12,7 +12,7 @@ C-contiguous NumPy arrays (the copies take their address).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.lazy import is_available, lazy_import
@@ -59,6 +59,37 @@ class CudaApi:
 
     def versions(self) -> Dict[str, int]:
         """``{"driver": 12060, "runtime": 12060}`` (CUDA's integer encoding)."""
+        raise NotImplementedError
+
+    # Timing and graphs (``qvggt bench --backend trt``); event and graph handles are opaque.
+    def mem_info(self) -> Tuple[int, int]:
+        """(free, total) device bytes."""
+        raise QvggtError(f"{self.name} does not give device memory figures here; install cuda-bindings")
+
+    def event_create(self) -> Any:
+        raise QvggtError(f"CUDA event timing needs cuda-bindings, not {self.name}: {NO_CUDA_PYTHON}")
+
+    def event_record(self, event, stream: int) -> None:
+        raise NotImplementedError
+
+    def event_elapsed_ms(self, start, end) -> float:
+        """Milliseconds between two recorded events (waits for ``end``)."""
+        raise NotImplementedError
+
+    def event_destroy(self, event) -> None:
+        raise NotImplementedError
+
+    def capture_begin(self, stream: int) -> None:
+        raise QvggtError(f"CUDA graphs need cuda-bindings, not {self.name}: {NO_CUDA_PYTHON}")
+
+    def capture_end(self, stream: int) -> Any:
+        """End the capture and instantiate it: returns (graph, graph_exec)."""
+        raise NotImplementedError
+
+    def graph_launch(self, graph_exec, stream: int) -> None:
+        raise NotImplementedError
+
+    def graph_destroy(self, graph, graph_exec) -> None:
         raise NotImplementedError
 
 
@@ -116,6 +147,39 @@ class CudaBindingsApi(CudaApi):
     def versions(self) -> Dict[str, int]:
         return {"driver": int(_check(cudart.cudaDriverGetVersion(), "cudaDriverGetVersion")),
                 "runtime": int(_check(cudart.cudaRuntimeGetVersion(), "cudaRuntimeGetVersion"))}
+
+
+    def mem_info(self) -> Tuple[int, int]:
+        free, total = _check(cudart.cudaMemGetInfo(), "cudaMemGetInfo")
+        return int(free), int(total)
+
+    def event_create(self) -> Any:
+        return _check(cudart.cudaEventCreate(), "cudaEventCreate")
+
+    def event_record(self, event, stream: int) -> None:
+        _check(cudart.cudaEventRecord(event, stream), "cudaEventRecord")
+
+    def event_elapsed_ms(self, start, end) -> float:
+        _check(cudart.cudaEventSynchronize(end), "cudaEventSynchronize")
+        return float(_check(cudart.cudaEventElapsedTime(start, end), "cudaEventElapsedTime"))
+
+    def event_destroy(self, event) -> None:
+        _check(cudart.cudaEventDestroy(event), "cudaEventDestroy")
+
+    def capture_begin(self, stream: int) -> None:
+        _check(cudart.cudaStreamBeginCapture(stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal),
+               "cudaStreamBeginCapture")
+
+    def capture_end(self, stream: int) -> Any:
+        graph = _check(cudart.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
+        return graph, _check(cudart.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+
+    def graph_launch(self, graph_exec, stream: int) -> None:
+        _check(cudart.cudaGraphLaunch(graph_exec, stream), "cudaGraphLaunch")
+
+    def graph_destroy(self, graph, graph_exec) -> None:
+        _check(cudart.cudaGraphExecDestroy(graph_exec), "cudaGraphExecDestroy")
+        _check(cudart.cudaGraphDestroy(graph), "cudaGraphDestroy")
 
 
 class PyCudaApi(CudaApi):

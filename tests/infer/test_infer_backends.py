@@ -37,10 +37,12 @@ def read_colmap_lines(path):
     return [line.split() for line in path.read_text().splitlines() if not line.startswith("#")]
 
 
-def assert_same_folder(a, b):
+def assert_same_folder(a, b, names=("a.png", "b.jpg"), n_points=56 * 56 + 56 * 42):
+    """Same files, cameras, depth, points and COLMAP model within TOL; ``n_points``: every photo
+    pixel of the network input (no padding) for the default photos."""
     ca, cb = (json.loads((d / "cameras.json").read_text()) for d in (a, b))
     assert ca["image_size_hw"] == cb["image_size_hw"] == [56, 56]
-    assert [f["image"] for f in ca["frames"]] == [f["image"] for f in cb["frames"]] == ["a.png", "b.jpg"]
+    assert [f["image"] for f in ca["frames"]] == [f["image"] for f in cb["frames"]] == list(names)
     for fa, fb in zip(ca["frames"], cb["frames"]):
         assert fa["placement"] == fb["placement"]
         for key in ("extrinsic", "intrinsic", "pose_enc"):
@@ -51,7 +53,7 @@ def assert_same_folder(a, b):
         if rel.suffix == ".npy":
             np.testing.assert_allclose(np.load(a / rel), np.load(b / rel), **TOL)
     pa, pb = read_ply(a / "points.ply"), read_ply(b / "points.ply")
-    assert len(pa) == len(pb) == 56 * 56 + 56 * 42  # every photo pixel, no padding
+    assert len(pa) == len(pb) == n_points
     for axis in "xyz":
         np.testing.assert_allclose(pa[axis], pb[axis], **TOL)
     for txt in ("cameras.txt", "images.txt", "points3D.txt"):

@@ -11,7 +11,9 @@ class ModelFromPreset(BaseLoader):
 
     Args:
         preset (str): model preset.
-        checkpoint (path, optional): weights; None = the embedded ones (tiny) or random.
+        checkpoint (path or hub id, optional): weights; None = the embedded ones (tiny).
+        allow_random (bool): a preset without weights runs on random ones instead of being
+            refused. Defaults to False.
         recipe (path or Recipe, optional): apply this recipe (fake quantization). Defaults to None.
         conv_precision (str): round the DPT conv weights like an export with this setting
             ("fp32" or "fp16"). Defaults to "fp32".
@@ -22,8 +24,8 @@ class ModelFromPreset(BaseLoader):
     """
 
     def __init__(self, preset: str, checkpoint=None, recipe=None, conv_precision: str = "fp32",
-                 threads: Optional[int] = None, device="cpu"):
-        self.preset, self.checkpoint, self.recipe = preset, checkpoint, recipe
+                 threads: Optional[int] = None, device="cpu", allow_random: bool = False):
+        self.preset, self.checkpoint, self.recipe, self.allow_random = preset, checkpoint, recipe, allow_random
         self.conv_precision, self.threads, self.device = conv_precision, threads, device
 
     def call_impl(self):
@@ -35,7 +37,7 @@ class ModelFromPreset(BaseLoader):
         if self.threads:
             torch.set_num_threads(int(self.threads))
         device = torch.device(self.device)
-        model = load_model(self.preset, self.checkpoint, device=device)
+        model = load_model(self.preset, self.checkpoint, device=device, allow_random=self.allow_random)
         if self.recipe is not None:
             from qvggt_deploy.quant.recipe import Recipe, apply_recipe, load_recipe
 
