@@ -24,7 +24,10 @@ class Calibrate(Command):
     command (same options, model and data) resumes there. With --avg-bits or --max-weight-mb,
     per-block sensitivities are measured first and each block gets one of --mp-options so that
     the summed sensitivity is minimal within the budget. The recipe (OUT/recipe.json +
-    weights.safetensors) is written atomically; evaluate it with `qvggt eval --recipe OUT`.
+    weights.safetensors) is written atomically; evaluate it with `qvggt eval --recipe OUT`. The
+    seconds of each phase (sensitivity, FP32 targets, capture, compensation, scale search, clip
+    search, finalist scoring, quantize, stream) are logged at the end and kept in recipe.json
+    ("run": calibration_seconds, phase_seconds).
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
