@@ -97,10 +97,11 @@ def add_method_args(parser: argparse.ArgumentParser, method_default: str = "qvgg
     sw.add_argument("--clips", default="1.0",
                     help="layer clip ratios tried by the task-aware search before the per-group clip search "
                          "(e.g. 1.0,0.9). Defaults to 1.0.")
-    sw.add_argument("--top-m", type=nonneg_int, default=3,
-                    help="candidates per group re-scored on the heads (0 = reconstruction only). Defaults to 3.")
-    sw.add_argument("--task-scenes", type=positive_int, default=2,
-                    help="calibration scenes the heads are run on in the task-aware search. Defaults to 2.")
+    sw.add_argument("--top-m", type=nonneg_int, default=1,
+                    help="candidates per group re-scored on the heads, besides RTN (0 = reconstruction only). "
+                         "Defaults to 1.")
+    sw.add_argument("--task-scenes", type=positive_int, default=1,
+                    help="calibration scenes the heads are run on in the task-aware search. Defaults to 1.")
     sw.add_argument("--w-rec", type=float, default=1.0, help="weight of the reconstruction term. Defaults to 1.")
     sw.add_argument("--w-task", type=float, default=1.0, help="weight of the task term. Defaults to 1.")
     sw.add_argument("--task-weights", default="camera=1,depth=1,points=1,consistency=0.5",

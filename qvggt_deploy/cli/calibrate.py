@@ -24,7 +24,10 @@ class Calibrate(Command):
     command (same options, model and data) resumes there. With --avg-bits or --max-weight-mb,
     per-block sensitivities are measured first and each block gets one of --mp-options so that
     the summed sensitivity is minimal within the budget. The recipe (OUT/recipe.json +
-    weights.safetensors) is written atomically; evaluate it with `qvggt eval --recipe OUT`.
+    weights.safetensors) is written atomically; evaluate it with `qvggt eval --recipe OUT`. The
+    seconds of each phase (sensitivity, FP32 targets, capture, compensation, scale search, clip
+    search, finalist scoring, quantize, stream) are logged at the end and kept in recipe.json
+    ("run": calibration_seconds, phase_seconds).
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -42,6 +45,7 @@ class Calibrate(Command):
     def run(self, args: argparse.Namespace) -> int:
         from qvggt_deploy.model.checkpoint import load_model
         from qvggt_deploy.quant.calibrate import calibrate
+        from qvggt_deploy.quant.phases import PhaseClock
         from qvggt_deploy.quant.recipe import model_fingerprint
         from qvggt_deploy.quant.workstore import WorkStore
 
@@ -66,10 +70,13 @@ class Calibrate(Command):
                                               "sensitivity": sens_digest})  # another table, another plan
         plan = None
         shapes = layer_shapes(model)  # before calibration swaps the Linears
+        phases = PhaseClock()
+        calib_start = time.perf_counter()
         try:
             if args.avg_bits is not None or args.max_weight_mb is not None:
-                plan = plan_for(model, scenes, opts, args, work)
-            recipe = calibrate(model, scenes, opts, plan.units if plan else None, work, fingerprint)
+                with phases("sensitivity"):
+                    plan = plan_for(model, scenes, opts, args, work)
+            recipe = calibrate(model, scenes, opts, plan.units if plan else None, work, fingerprint, phases)
         except BaseException:
             if not any(p.name != "key.json" for p in work.folder.iterdir()):
                 work.remove()  # nothing to resume from: no stray folder after a refusal
@@ -83,6 +90,10 @@ class Calibrate(Command):
         recipe.extra["calibration"] = {"source": args.calib or "synthetic", "scenes": len(scenes),
                                        "frames": int(scenes[0].shape[1]), "seed": args.seed,
                                        "data_sha256": data_digest}  # no timings: the digest must be stable
+        seconds = time.perf_counter() - calib_start
+        recipe.run = {"calibration_seconds": round(seconds, 2),
+                      "phase_seconds": {k: round(v, 2) for k, v in phases.seconds.items()}}
+        logger.info("calibration %.1f s: %s", seconds, phases.summary())
         recipe.save(args.out, force=args.force)
         if not args.keep_work:
             work.remove()

@@ -147,6 +147,8 @@ def convert_model_to_w4a16(model: nn.Module, layers: Dict[str, LayerWeights], *,
     Returns:
         ``model``.
     """
+    from qvggt_deploy.quant.capture import set_submodule
+
     plan = []
     for name, entry in layers.items():
         try:
@@ -171,8 +173,7 @@ def convert_model_to_w4a16(model: nn.Module, layers: Dict[str, LayerWeights], *,
         device = linear.weight.device
         new = W4A16Linear.from_quantized(qweight.to(device), scales.to(device), linear.bias, group,
                                          cublas_min_m=cublas_min_m)
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+        set_submodule(model, name, new)
     return model
 
 

@@ -56,7 +56,8 @@ ROWS: List[Row] = [
     Row("qvggt-w4a8", "QVGGT W4A8", "qvggt", {"abits": 8}, table="a8"),
     Row("qvggt-top0", "task-aware search off: (a, clip) by reconstruction only", "qvggt",
         {"search": {"top_m": 0}}, table="tradeoff"),
-    Row("qvggt-top1", "heads score the best candidate vs RTN", "qvggt", {"search": {"top_m": 1}}, table="tradeoff"),
+    Row("qvggt-top3", "heads score the 3 best candidates (and RTN) on 2 scenes", "qvggt",
+        {"search": {"top_m": 3, "scenes": 2}}, table="tradeoff"),
     Row("qvggt-top8", "heads score the 8 best candidates", "qvggt", {"search": {"top_m": 8}}, table="tradeoff"),
 ]
 

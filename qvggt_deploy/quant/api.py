@@ -14,11 +14,9 @@ from typing import Callable, Dict, Optional, Type
 from torch import nn
 
 from qvggt_deploy.errors import QvggtError
-from qvggt_deploy.quant.capture import set_submodule
 from qvggt_deploy.quant.config import get_precision
-from qvggt_deploy.quant.recipe import Recipe, apply_recipe, install_token_layout_hook
-from qvggt_deploy.quant.search import UnitSpec, quantize_linear
-from qvggt_deploy.quant.targets import candidate_linears
+from qvggt_deploy.quant.recipe import Recipe, apply_recipe
+from qvggt_deploy.quant.rtn import rtn_recipe
 
 FilterFn = Callable[[nn.Module, str], bool]
 
@@ -34,14 +32,8 @@ class RTNConfig:
 
 
 def _rtn(model: nn.Module, config: RTNConfig, filter_fn: Optional[FilterFn]) -> None:
-    p = get_precision(config.precision)
-    spec = UnitSpec(config.precision, config.group, act_granularity="per_token")
-    for name, linear in candidate_linears(model).items():
-        if filter_fn is not None and not filter_fn(linear, name):
-            continue
-        fits = not p.is_quantized or linear.in_features % config.group == 0
-        set_submodule(model, name, quantize_linear(linear, spec if fits else UnitSpec("fp16", config.group)))
-    install_token_layout_hook(model)
+    get_precision(config.precision)
+    apply_recipe(model, rtn_recipe(model, config.precision, config.group, filter_fn=filter_fn), check=False)
 
 
 def _recipe(model: nn.Module, recipe: Recipe, filter_fn: Optional[FilterFn]) -> None:

@@ -93,18 +93,22 @@ def search_clip(w: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor, bits
         wb = w[start:start + channel_batch].float()
         n = wb.shape[0]
         wg = wb.reshape(n, G, group)
-        # partial output errors e[r][t, n, g] of every candidate ratio
-        errs = torch.stack([torch.einsum("tgk,ngk->tng", x, quantizer.fake_quantize(wb, bits, group, clip=base * r)
-                                         .reshape(n, G, group) - wg) for r in steps])
+        # partial output errors e[g][n, r, t] of every candidate ratio, one contiguous block per group
+        errs = torch.stack([torch.einsum("ngk,tgk->gnt", quantizer.fake_quantize(wb, bits, group, clip=base * r)
+                                         .reshape(n, G, group) - wg, x) for r in steps], dim=2)
+        # sum_t wt (o + e_r)^2 = sum_t wt o^2 + 2 sum_t wt o e_r + sum_t wt e_r^2: the first term is
+        # the same for every ratio, the last is fixed per (group, ratio); only the middle one moves
+        own = (errs * errs) @ wt  # [G, n, R]
+        cols = torch.arange(n, device=w.device)
         pick = torch.zeros(n, G, dtype=torch.long, device=w.device)
-        total = errs[0].sum(-1)  # [T, n]: whole-channel error with every group at ratio 1
+        total = errs[:, :, 0].sum(0)  # [n, T]: whole-channel error with every group at ratio 1
         for _ in range(sweeps):
             for g in range(G):
-                current = errs[pick[:, g], :, torch.arange(n), g].T  # [T, n]
-                others = total - current
-                cand = others[None] + errs[:, :, :, g]  # [R, T, n]
-                best = torch.einsum("rtn,t->rn", cand ** 2, wt).argmin(0)
+                eg = errs[g]  # [n, R, T]
+                others = total - eg[cols, pick[:, g]]  # [n, T]
+                cross = torch.bmm(eg, (others * wt).unsqueeze(-1)).squeeze(-1)  # [n, R]
+                best = (2 * cross + own[g]).argmin(1)
                 pick[:, g] = best
-                total = others + errs[best, :, torch.arange(n), g].T
+                total = others + eg[cols, best]
         ratios[start:start + n] = torch.tensor(steps, device=w.device)[pick]
     return ratios

@@ -20,6 +20,7 @@ with :func:`~qvggt_deploy.quant.recipe.apply_recipe` instead of searched again.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
@@ -34,6 +35,7 @@ from qvggt_deploy.quant.awq import search_clip, search_scale
 from qvggt_deploy.quant.capture import capture_inputs
 from qvggt_deploy.quant.config import get_precision
 from qvggt_deploy.quant.objective import TaskWeights, reference, task_loss
+from qvggt_deploy.quant.phases import PhaseClock
 from qvggt_deploy.quant.recipe import (LayerSpec, Recipe, apply_recipe, fold_scale_group, install_token_layout_hook,
                                        model_fingerprint, swap_layers)
 from qvggt_deploy.quant.rtn import new_recipe
@@ -102,7 +104,7 @@ def unit_spec(opts: CalibOptions, precision: str) -> UnitSpec:
 
 def calibrate(model: nn.Module, scenes: List[torch.Tensor], opts: CalibOptions,
               plan: Optional[Dict[str, str]] = None, work: Optional[WorkStore] = None,
-              fingerprint: Optional[str] = None) -> Recipe:
+              fingerprint: Optional[str] = None, phases: Optional[PhaseClock] = None) -> Recipe:
     """Calibrate ``model`` in place (it ends fake-quantized) and return the recipe.
 
     Args:
@@ -112,16 +114,21 @@ def calibrate(model: nn.Module, scenes: List[torch.Tensor], opts: CalibOptions,
         plan: unit name -> precision (mixed precision); units not listed get ``opts.precision``.
         work: where finished units are saved and found again (resume). Defaults to none.
         fingerprint: the float model's fingerprint, if already computed.
+        phases: accumulates wall seconds per phase (FP32 targets, capture, compensation, scale
+            search, clip search, finalist scoring, quantize, stream). Defaults to a private clock.
     """
+    phases = phases if phases is not None else PhaseClock()
     recipe = new_recipe(model, opts.to_json(), fingerprint or model_fingerprint(model))
     if opts.token_filter:
         recipe.token_filter = {"enabled": True, "rule": "docs/method.md#token-rule",
                                "special_per_frame": model.aggregator.patch_start_idx,
                                "directions": opts.comp_directions, "rows": 2 * opts.comp_directions + 1,
                                "layers": []}
-    stream = CalibStream(model, scenes)
+    with phases("stream"):
+        stream = CalibStream(model, scenes)
     task_scenes = list(range(min(len(scenes), max(opts.search.scenes, 1))))
-    refs = reference(stream.predictions(task_scenes)) if opts.task_search else None
+    with phases("fp32 targets"):
+        refs = reference(stream.predictions(task_scenes)) if opts.task_search else None
     for index, unit in enumerate(progress(stream.units, desc=f"calibrate ({opts.method})")):
         spec = unit_spec(opts, (plan or {}).get(unit.name, opts.precision))
         cached = work.load_unit(index, unit.name) if work else None
@@ -129,11 +136,13 @@ def calibrate(model: nn.Module, scenes: List[torch.Tensor], opts: CalibOptions,
             part = _part_from_store(recipe, *cached)
             apply_recipe(model, part, check=False)
         else:
-            part = calibrate_unit(model, stream, unit, spec, opts, refs, recipe, seed=opts.seed + index)
+            part = calibrate_unit(model, stream, unit, spec, opts, refs, recipe, seed=opts.seed + index,
+                                  phases=phases)
             if work:
                 work.save_unit(index, unit.name, _part_meta(part), part.tensors)
         _merge(recipe, part)
-        stream.advance(unit)
+        with phases("stream"):
+            stream.advance(unit)
         logger.debug("unit %d/%d %s (%s)%s", index + 1, len(stream.units), unit.name, spec.precision,
                      " from the work folder" if cached is not None else "")
     install_token_layout_hook(model)  # as apply_recipe does: a fresh run = a resumed run = an applied recipe
@@ -144,8 +153,9 @@ def calibrate(model: nn.Module, scenes: List[torch.Tensor], opts: CalibOptions,
 
 @torch.no_grad()
 def calibrate_unit(model: nn.Module, stream: CalibStream, unit: Unit, spec: UnitSpec, opts: CalibOptions,
-                   refs, header: Recipe, seed: int = 0) -> Recipe:
+                   refs, header: Recipe, seed: int = 0, phases: Optional[PhaseClock] = None) -> Recipe:
     """Calibrate one unit; the model ends with it folded and quantized. Returns its partial recipe."""
+    phases = phases if phases is not None else PhaseClock()
     part = _empty_part(header)
     if spec.bits is None:
         for name in unit.linears:
@@ -156,76 +166,86 @@ def calibrate_unit(model: nn.Module, stream: CalibStream, unit: Unit, spec: Unit
             def task() -> float:
                 return task_loss(stream.predictions(range(len(refs))), refs, opts.task_weights)["task"]
         if unit.is_block:
-            _calibrate_block(model, stream, unit, spec, opts, task, seed, part)
+            _calibrate_block(model, stream, unit, spec, opts, task, seed, part, phases)
         else:
-            _calibrate_linears(model, stream, unit, spec, opts, task, seed, part)
-    swap_layers(model, part)
+            _calibrate_linears(model, stream, unit, spec, opts, task, seed, part, phases)
+    with phases("quantize"):
+        swap_layers(model, part)
     return part
 
 
 def _calibrate_block(model, stream, unit: Unit, spec: UnitSpec, opts: CalibOptions,
-                     task: Optional[Callable[[], float]], seed: int, part: Recipe) -> None:
-    inputs = stream.unit_inputs(unit)
-    block = model.get_submodule(unit.name)
-    modules = {n: model.get_submodule(n) for n in unit.linears}
-    with capture_inputs(modules) as got:
-        for inp in inputs:
-            block(inp.x, pos=inp.pos)
-    feats = {n: got[n] for n in unit.linears}
+                     task: Optional[Callable[[], float]], seed: int, part: Recipe, phases: PhaseClock) -> None:
+    with phases("capture"):
+        inputs = stream.unit_inputs(unit)
+        block = model.get_submodule(unit.name)
+        modules = {n: model.get_submodule(n) for n in unit.linears}
+        with capture_inputs(modules) as got:
+            for inp in inputs:
+                block(inp.x, pos=inp.pos)
+        feats = {n: got[n] for n in unit.linears}
     layouts = [(i.tokens_per_frame, i.num_special) for i in inputs]
     filt = opts.token_filter and inputs[0].num_special > 0
-    comp = {n: _compensation(feats[n], layouts, opts.comp_directions) if filt else None for n in unit.linears}
-    task_float = task() if task else None
+    with phases("compensation"):
+        comp = {n: _compensation(feats[n], layouts, opts.comp_directions) if filt else None for n in unit.linears}
+    with phases("finalist scoring"):
+        task_float = task() if task else None
     clips: Dict[str, object] = {}  # layer -> layer clip (float) or refined per-group ratios
     for group in block_scale_groups(unit.name, block.norm1.normalized_shape[0]):
         layer = group.layers[0]
         if modules[layer].in_features % spec.group:
             continue
-        probe = build_probe(model, *inspected(unit.name, layer), inputs, feats[layer], comp[layer],
-                            opts.max_rows, seed)
-        s, clips[layer], info = _choose(model, probe, layer, spec, opts, task, task_float, seed)
+        with phases("scale search"):
+            probe = build_probe(model, *inspected(unit.name, layer), inputs, feats[layer], comp[layer],
+                                opts.max_rows, seed)
+        s, clips[layer], info = _choose(model, probe, layer, spec, opts, task, task_float, seed, phases=phases)
         part.extra["search"][layer] = info
         if s is not None:
             fold_scale_group(model, group, s)
             part.set_smoothing(group, s)
             feats[layer] = [f / s for f in feats[layer]]
             comp[layer] = None if comp[layer] is None else comp[layer] / s
-    for layer in unit.linears:
-        rows, weights = stat_rows(feats[layer], layouts, comp[layer])
-        _quantize_layer(model, layer, spec, opts, rows, weights, clips.get(layer, 1.0), seed, part,
-                        comp[layer], bypass=filt)
+    with phases("quantize"):
+        for layer in unit.linears:
+            rows, weights = stat_rows(feats[layer], layouts, comp[layer])
+            _quantize_layer(model, layer, spec, opts, rows, weights, clips.get(layer, 1.0), seed, part,
+                            comp[layer], bypass=filt)
 
 
 def _calibrate_linears(model, stream, unit: Unit, spec: UnitSpec, opts: CalibOptions,
-                       task: Optional[Callable[[], float]], seed: int, part: Recipe) -> None:
+                       task: Optional[Callable[[], float]], seed: int, part: Recipe, phases: PhaseClock) -> None:
     """A camera-head unit outside the trunk: its Linears' inputs are hooked during camera-head
     forwards (all refinement rounds); scale groups from ``targets.head_scale_groups``."""
-    feats = {n: [f.reshape(-1, f.shape[-1]) for f in xs] for n, xs in stream.linear_inputs(unit.linears).items()}
+    with phases("capture"):
+        feats = {n: [f.reshape(-1, f.shape[-1]) for f in xs] for n, xs in stream.linear_inputs(unit.linears).items()}
     groups = {g.layers[0]: g for g in head_scale_groups(model)}
-    task_float = task() if task else None
+    with phases("finalist scoring"):
+        task_float = task() if task else None
     clips: Dict[str, object] = {}  # layer -> layer clip (float) or refined per-group ratios
     for layer in unit.linears:
         if model.get_submodule(layer).in_features % spec.group:
             continue
         group = groups.get(layer)
-        probe = build_probe(model, *inspected(unit.name, layer, is_block=False), [BlockInput(f) for f in feats[layer]],
-                            feats[layer], None, opts.max_rows, seed)
+        with phases("scale search"):
+            probe = build_probe(model, *inspected(unit.name, layer, is_block=False),
+                                [BlockInput(f) for f in feats[layer]], feats[layer], None, opts.max_rows, seed)
         s, clips[layer], info = _choose(model, probe, layer, spec, opts, task, task_float, seed,
-                                        smooth=group is not None)
+                                        smooth=group is not None, phases=phases)
         if info:
             part.extra["search"][layer] = info
         if s is not None:
             fold_scale_group(model, group, s)
             part.set_smoothing(group, s)
             feats[layer] = [f / s for f in feats[layer]]
-    for layer in unit.linears:
-        rows = torch.cat(feats[layer])
-        _quantize_layer(model, layer, spec, opts, rows, rows.new_ones(rows.shape[0]), clips.get(layer, 1.0), seed,
-                        part, None, bypass=False)
+    with phases("quantize"):
+        for layer in unit.linears:
+            rows = torch.cat(feats[layer])
+            _quantize_layer(model, layer, spec, opts, rows, rows.new_ones(rows.shape[0]), clips.get(layer, 1.0), seed,
+                            part, None, bypass=False)
 
 
 def _choose(model, probe, layer: str, spec: UnitSpec, opts: CalibOptions, task, task_float, seed: int,
-            smooth: bool = True):
+            smooth: bool = True, phases: Optional[PhaseClock] = None):
     """(smoothing factors or None, clip: a float or per-group ratios, info) for one scale group,
     per the method (``smooth`` False: the Linear has no scale group, only its clip is searched)."""
     if opts.task_search:
@@ -235,10 +255,11 @@ def _choose(model, probe, layer: str, spec: UnitSpec, opts: CalibOptions, task, 
                 w = model.get_submodule(layer).weight.detach().float() * s[None, :]
                 return search_clip(w, probe.rows / s, probe.row_weights, spec.bits, spec.group, seed=seed, base=base)
         pick, finalists = search_group(model, probe, layer, spec, opts.search, task, task_float,
-                                       smooth=opts.smooth and smooth, refine=refine)
+                                       smooth=opts.smooth and smooth, refine=refine, phases=phases)
         return (pick.s if pick.a > 0 else None), pick.effective_clip, {**pick.summary(), "finalists": len(finalists)}
     if opts.smooth and smooth:
-        choice = search_scale(model, probe, layer, spec, opts.search.grid)
+        with phases("scale search") if phases is not None else contextlib.nullcontext():
+            choice = search_scale(model, probe, layer, spec, opts.search.grid)
         info = {"a": choice.a, "rec": min(choice.losses), "rec_rtn": choice.losses[0]}
         return (choice.s if choice.a > 0 else None), 1.0, info
     return None, 1.0, {}

@@ -45,5 +45,6 @@ def swapped(model: nn.Module, replacements: Dict[str, nn.Module]) -> Iterator[nn
 
 
 def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` at dotted ``name`` in ``model`` (the one place modules are swapped by name)."""
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, module)

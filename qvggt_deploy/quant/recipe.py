@@ -40,6 +40,7 @@ from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.fileio import atomic_dir, sha256_file
 from qvggt_deploy.log import get_logger
 from qvggt_deploy.quant import quantizer
+from qvggt_deploy.quant.capture import set_submodule
 from qvggt_deploy.quant.config import ACT_GRANULARITIES, get_precision
 from qvggt_deploy.quant.fake import QuantLinear, ScaledActivation
 from qvggt_deploy.quant.targets import ScaleGroup
@@ -109,6 +110,9 @@ class Recipe:
     tensors: Dict[str, torch.Tensor] = field(default_factory=dict)
     extra: Dict[str, Any] = field(default_factory=dict)
     path: Optional[Path] = None
+    # How this run went (e.g. ``calibration_seconds``, ``phase_seconds``): saved beside ``created``,
+    # outside the digest, so two runs of the same calibration have the same digest.
+    run: Dict[str, Any] = field(default_factory=dict)
 
     # ---- construction helpers (used by the calibration methods) -------------------------------
     def set_quantized(self, name: str, spec: LayerSpec, q: torch.Tensor, scales: torch.Tensor) -> None:
@@ -198,6 +202,8 @@ class Recipe:
             doc = self._json()
             doc["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
             doc["tool"] = f"qvggt-deploy {__version__}"
+            if self.run:
+                doc["run"] = self.run
             doc["weights_sha256"] = sha256_file(tmp / WEIGHTS_FILE)
             (tmp / RECIPE_JSON).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         self.path = path
@@ -239,7 +245,7 @@ def load_recipe(path) -> Recipe:
         recipe = Recipe(preset=model["preset"], config=model["config"], fingerprint=model["fingerprint"],
                         method=doc["method"], layers=layers, scale_groups=groups,
                         token_filter=doc.get("token_filter", {}), tensors=tensors,
-                        extra=doc.get("extra", {}), path=path)
+                        extra=doc.get("extra", {}), path=path, run=doc.get("run", {}))
     except (KeyError, TypeError) as exc:
         raise QvggtError(f"{doc_path}: malformed recipe ({exc})") from exc
     for name, spec in layers.items():
@@ -295,11 +301,6 @@ def check_compatible(recipe: Recipe, model: nn.Module, check_weights: bool = Tru
                              f"--checkpoint as at calibration")
 
 
-def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
-
-
 @torch.no_grad()
 def fold_scale_group(model: nn.Module, group: ScaleGroup, s: torch.Tensor) -> None:
     """Fold per-input-channel factors ``s`` of one scale group into the float model."""
@@ -318,7 +319,7 @@ def fold_scale_group(model: nn.Module, group: ScaleGroup, s: torch.Tensor) -> No
         if isinstance(prev, ScaledActivation):
             prev.inv_scale.mul_(inv)
         else:
-            _set_module(model, group.prev, ScaledActivation(prev, inv))
+            set_submodule(model, group.prev, ScaledActivation(prev, inv))
     else:
         raise QvggtError(f"unknown scale-group kind {group.prev_kind!r} for {group.prev}")
     for name in group.layers:
@@ -375,7 +376,7 @@ def swap_layers(model: nn.Module, recipe: Recipe, names: Optional[List[str]] = N
                                              **act)
         else:
             module = QuantLinear.from_linear(linear, spec.precision, **act)
-        _set_module(model, name, module)
+        set_submodule(model, name, module)
     return model
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Callable, Optional
 
 from torch import nn
 
@@ -23,17 +23,26 @@ def supports_group(linear: nn.Linear, group: int) -> bool:
 
 
 def rtn_recipe(model: nn.Module, precision: str = "w4a16", group: int = 128,
-               fallback: str = "fp16", fingerprint: Optional[str] = None) -> Recipe:
-    """Quantize every candidate Linear with RTN at ``precision``/``group``.
+               fallback: str = "fp16", fingerprint: Optional[str] = None,
+               filter_fn: Optional[Callable[[nn.Module, str], bool]] = None) -> Recipe:
+    """Quantize every candidate Linear (that ``filter_fn(module, name)`` accepts, if given) with
+    RTN at ``precision``/``group``: the one RTN path (``quantize_(model, RTNConfig(...))`` applies
+    this recipe).
 
     Layers whose input width is not a multiple of ``group`` (the camera head's 9-d pose
-    embedding) stay at ``fallback`` precision. INT8 activations (w8a8, w4a8) are dynamic per
-    token: RTN has no calibration data for static scales.
+    embedding) stay at ``fallback`` precision; an unquantized ``precision`` (fp16, fp32) is given
+    as is. INT8 activations (w8a8, w4a8) are dynamic per token: RTN has no calibration data for
+    static scales.
     """
     recipe = new_recipe(model, {"name": "rtn", "precision": precision, "group": group}, fingerprint)
     bits = LayerSpec(precision).wbits
     for name, linear in candidate_linears(model).items():
-        if bits is None or not supports_group(linear, group):
+        if filter_fn is not None and not filter_fn(linear, name):
+            continue
+        if bits is None:
+            recipe.layers[name] = LayerSpec(precision, source="rtn")
+            continue
+        if not supports_group(linear, group):
             recipe.layers[name] = LayerSpec(fallback, source="rtn:fallback")
             continue
         w = linear.weight.detach().float()

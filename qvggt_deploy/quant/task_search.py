@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from qvggt_deploy.quant.awq import smoothing_factors, weighted_abs_mean
+from qvggt_deploy.quant.phases import PhaseClock
 from qvggt_deploy.quant.search import Probe, UnitSpec, trial_error
 
 EPS = 1e-12
@@ -37,16 +38,17 @@ EPS = 1e-12
 class TaskSearchOptions:
     """Grid and weights. Defaults: 20 exponents, no layer clip grid (clips (1.0,): the per-group
     clip search refines the finalists instead; a layer-wide clip grid made held-out depth and
-    points worse, see docs/method.md), top 3 on the heads, reconstruction and task weighted 1:1,
-    heads run on the first 2 calibration scenes (the heads dominate the cost: a DPT head costs
-    more than all aggregator blocks at 224 px)."""
+    points worse, see docs/method.md), the best candidate against RTN on the heads,
+    reconstruction and task weighted 1:1, heads run on the first calibration scene (the heads
+    dominate the cost: a DPT head costs more than all aggregator blocks at 224 px; more finalists
+    or scenes cost time without a measured gain, see docs/method.md)."""
 
     grid: int = 20
     clips: Tuple[float, ...] = (1.0,)
-    top_m: int = 3
+    top_m: int = 1
     w_rec: float = 1.0
     w_task: float = 1.0
-    scenes: int = 2
+    scenes: int = 1
 
 
 @dataclass(eq=False)  # identity comparison (holds a tensor)
@@ -74,8 +76,8 @@ class Candidate:
 @torch.no_grad()
 def search_group(model: nn.Module, probe: Probe, layer: str, spec: UnitSpec, opts: TaskSearchOptions,
                  task: Optional[Callable[[], float]] = None, task_float: Optional[float] = None,
-                 smooth: bool = True, refine: Optional[Callable[[torch.Tensor, float], torch.Tensor]] = None
-                 ) -> Tuple[Candidate, List[Candidate]]:
+                 smooth: bool = True, refine: Optional[Callable[[torch.Tensor, float], torch.Tensor]] = None,
+                 phases: Optional[PhaseClock] = None) -> Tuple[Candidate, List[Candidate]]:
     """Pick ``(a, clip)`` for the group feeding ``layer``; returns (pick, finalists).
 
     Args:
@@ -86,28 +88,33 @@ def search_group(model: nn.Module, probe: Probe, layer: str, spec: UnitSpec, opt
         refine: (smoothing factors, layer clip) -> per-group clip ratios inside that clip (the clip
             search); applied to the finalists before they are scored, so the heads judge what will
             be deployed.
+        phases: accumulates seconds of the scale search, clip search and finalist scoring.
     """
+    phases = phases if phases is not None else PhaseClock()
     x_mean = weighted_abs_mean(probe.rows, probe.row_weights)
     exponents = [i / opts.grid for i in range(opts.grid)] if smooth else [0.0]
     cands: List[Candidate] = []
-    for a in exponents:
-        s = smoothing_factors(x_mean, a)
-        for c in opts.clips:
-            cands.append(Candidate(a, c, s, trial_error(model, probe, layer, spec, s, c)))
+    with phases("scale search"):
+        for a in exponents:
+            s = smoothing_factors(x_mean, a)
+            for c in opts.clips:
+                cands.append(Candidate(a, c, s, trial_error(model, probe, layer, spec, s, c)))
     rtn = next((c for c in cands if c.a == 0.0 and c.clip == 1.0), cands[0])
     ranked = sorted(cands, key=lambda c: c.rec)
     heads = task is not None and opts.top_m > 0 and task_float is not None
     top = ranked[:opts.top_m if heads else 1]
     finalists = top + ([rtn] if not any(c is rtn for c in top) else [])
     if refine is not None:
-        for c in finalists:
-            c.ratios = refine(c.s, c.clip)  # ratios inside the candidate's layer clip
-            c.rec = trial_error(model, probe, layer, spec, c.s, c.effective_clip)
-    if not heads:
+        with phases("clip search"):
+            for c in finalists:
+                c.ratios = refine(c.s, c.clip)  # ratios inside the candidate's layer clip
+                c.rec = trial_error(model, probe, layer, spec, c.s, c.effective_clip)
+    if not heads or len(finalists) == 1:  # one finalist (the best is RTN): the heads cannot change the pick
         return min(finalists, key=lambda c: c.rec), finalists
-    for c in finalists:
-        _, loss = trial_error(model, probe, layer, spec, c.s, c.effective_clip, task=task)
-        c.dtask = loss - task_float
+    with phases("finalist scoring"):
+        for c in finalists:
+            _, loss = trial_error(model, probe, layer, spec, c.s, c.effective_clip, task=task)
+            c.dtask = loss - task_float
     return score_finalists(finalists, rtn, opts), finalists
 
 

@@ -44,6 +44,10 @@ def test_mixed_precision_budget(tmp_path):
     out = tmp_path / "mp"
     assert main(["calibrate", *FAST, "--method", "rtn", "--avg-bits", "8", "--out", str(out)]) == 0
     recipe = load_recipe(out)
+    run = recipe.run  # timings beside the recipe, outside its digest
+    assert run["calibration_seconds"] > 0 and run["phase_seconds"]["sensitivity"] > 0
+    assert sum(run["phase_seconds"].values()) <= run["calibration_seconds"] + 0.1
+    assert "calibration_seconds" not in json.dumps(recipe.extra)
     plan = recipe.extra["plan"]
     assert plan["bytes"] <= plan["budget_bytes"] and plan["avg_bits"] <= 8.0
     assert set(plan["units"].values()) <= {"fp16", "w8a16", "w4a16"}
