@@ -164,7 +164,7 @@ def refit(train, held, shipped, steps: int, batch: int, lr: float, seed: int = 0
         torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
         opt.step()
         if step % max(1, steps // 4) == 0:
-            curve.append({"step": step, "loss": float(loss), **pair_errors(head, held)})
+            curve.append({"step": step, "loss": float(loss.detach()), **pair_errors(head, held)})
             head.train()
             print(json.dumps(curve[-1]), flush=True)
     return {"steps": steps, "batch": batch, "lr": lr, "train_scenes": len(train["tokens"]),
