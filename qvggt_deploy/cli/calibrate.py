@@ -62,6 +62,11 @@ class Calibrate(Command):
             return write_statistics(args)
         if not args.out:
             raise QvggtError("--out is required (the recipe folder to write), unless --stats FILE")
+        from qvggt_deploy.datasets.distributed import launched_by_torchrun
+
+        if launched_by_torchrun():
+            raise QvggtError("calibrate --out runs in one process (each unit is searched on every scene); under "
+                             "torchrun only --stats is shared between processes")
         check_outputs(args)
         apply_threads(args.threads)
         device = resolve_device(args.device)

@@ -124,3 +124,32 @@ def test_torchrun_calibrate_stats_equals_one_process(tmp_path):
             _same_comp(two[key], one[key], atol=1e-4)
         else:
             torch.testing.assert_close(two[key], one[key], rtol=RTOL, atol=ATOL)
+
+
+def test_calibrate_stats_cli_writes_and_refuses(tmp_path, capsys, monkeypatch):
+    from safetensors import safe_open
+
+    from qvggt_deploy.cli.main import main
+
+    args = ["calibrate", "--preset", "micro", "--synthetic", "2", "--frames", "2", "--image-size", "56",
+            "--threads", "1"]
+    assert main(args) == 1
+    assert "--out is required" in capsys.readouterr().err
+    assert main([*args, "--stats", str(tmp_path / "s.safetensors"), "--out", str(tmp_path / "r")]) == 1
+    assert "drop --out" in capsys.readouterr().err
+    foreign = tmp_path / "notes.safetensors"
+    foreign.write_text("mine")
+    assert main([*args, "--stats", str(foreign)]) == 1
+    assert foreign.read_text() == "mine"
+    path = tmp_path / "s.safetensors"
+    for _ in range(2):  # the second run replaces its own file
+        assert main([*args, "--stats", str(path)]) == 0
+    with safe_open(str(path), "pt") as f:
+        meta, keys = f.metadata(), set(f.keys())
+    assert meta["processes"] == "1" and meta["scenes"] == "2" and meta["token_filter"] == "True"
+    assert "aggregator.frame_blocks.0.attn.qkv.comp" in keys and not (tmp_path / "r").exists()
+    # under torchrun, N processes calibrating into one folder would clash: refused before any work
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main([*args, "--out", str(tmp_path / "r")]) == 1
+    assert "only --stats" in capsys.readouterr().err and not (tmp_path / "r").exists()
