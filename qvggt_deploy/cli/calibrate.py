@@ -140,7 +140,7 @@ def write_statistics(args) -> int:
     shard = init_shard(device.type)
     try:
         model = load_model(args.preset, args.checkpoint, device=device, allow_random=args.allow_random_weights)
-        scenes, data_digest = load_calib_scenes(args, model, device)
+        scenes, data_digest = load_calib_scenes(args, model, "cpu")  # each rank moves its own share
         stats = collect_statistics(model, scenes, opts.token_filter, opts.comp_directions, shard.rank,
                                    shard.world_size)
         if shard.rank == 0:

@@ -75,7 +75,8 @@ def collect_statistics(model: nn.Module, scenes: Sequence[torch.Tensor], token_f
 
     Args:
         model: a float VGGT (not modified).
-        scenes: calibration images, one ``[B, S, 3, H, W]`` per scene (all of them on every rank).
+        scenes: calibration images, one ``[B, S, 3, H, W]`` per scene (all of them on every rank,
+            on any device: only this rank's are moved to the model's).
         token_filter: leave the special rows out of the kept-row statistics (the token rule).
         comp_directions: principal directions k of the compensation rows.
         rank, world_size: this process's shard (``torch.distributed`` initialised when
@@ -86,12 +87,14 @@ def collect_statistics(model: nn.Module, scenes: Sequence[torch.Tensor], token_f
         ``{layer: {count, abs_mean [K], absmax [K], special_count, comp [2k+1, K]}}`` (float32;
         ``comp`` is ``[0, K]`` for a Linear without special rows).
     """
-    own = [s for i, s in enumerate(scenes) if i % world_size == rank]
+    device = next(model.parameters()).device
+    own = [s.to(device) for i, s in enumerate(scenes) if i % world_size == rank]  # the others stay where they are
     stream = CalibStream(model, own)
     accs: Dict[str, _Accumulator] = {}
-    for unit in progress(stream.units, desc="activation statistics"):
+    desc = f"activation statistics (rank {rank})" if world_size > 1 else "activation statistics"
+    for unit in progress(stream.units, desc=desc):
         for name, pairs in _layer_rows(stream, unit, token_filter).items():
-            acc = accs.setdefault(name, _Accumulator(model.get_submodule(name).in_features, next(model.parameters()).device))
+            acc = accs.setdefault(name, _Accumulator(model.get_submodule(name).in_features, device))
             for kept, special in pairs:
                 acc.add(kept, special)
         stream.advance(unit)

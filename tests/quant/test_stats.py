@@ -126,7 +126,7 @@ def test_torchrun_calibrate_stats_equals_one_process(tmp_path):
             torch.testing.assert_close(two[key], one[key], rtol=RTOL, atol=ATOL)
 
 
-def test_calibrate_stats_cli_writes_and_refuses(tmp_path, capsys, monkeypatch):
+def test_calibrate_stats_cli_writes_and_refuses(tmp_path, caplog, monkeypatch):
     from safetensors import safe_open
 
     from qvggt_deploy.cli.main import main
@@ -134,9 +134,9 @@ def test_calibrate_stats_cli_writes_and_refuses(tmp_path, capsys, monkeypatch):
     args = ["calibrate", "--preset", "micro", "--synthetic", "2", "--frames", "2", "--image-size", "56",
             "--threads", "1"]
     assert main(args) == 1
-    assert "--out is required" in capsys.readouterr().err
+    assert "--out is required" in caplog.text
     assert main([*args, "--stats", str(tmp_path / "s.safetensors"), "--out", str(tmp_path / "r")]) == 1
-    assert "drop --out" in capsys.readouterr().err
+    assert "drop --out" in caplog.text
     foreign = tmp_path / "notes.safetensors"
     foreign.write_text("mine")
     assert main([*args, "--stats", str(foreign)]) == 1
@@ -152,4 +152,4 @@ def test_calibrate_stats_cli_writes_and_refuses(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     assert main([*args, "--out", str(tmp_path / "r")]) == 1
-    assert "only --stats" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    assert "only --stats" in caplog.text and not (tmp_path / "r").exists()
