@@ -45,7 +45,8 @@ class Calibrate(Command):
                                  "unless --stats")
         parser.add_argument("--stats", default=None, metavar="FILE",
                             help="write the float model's activation statistics to FILE (.safetensors) instead of "
-                                 "calibrating; shared between processes under torchrun")
+                                 "calibrating (special tokens left out as --method says; an earlier statistics file "
+                                 "is replaced); shared between processes under torchrun")
         add_force_arg(parser, "a recipe folder")
         parser.add_argument("--keep-work", action="store_true", help="keep OUT.work/ after success")
         parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N. Defaults to cpu.")
