@@ -126,17 +126,20 @@ def test_torchrun_calibrate_stats_equals_one_process(tmp_path):
             torch.testing.assert_close(two[key], one[key], rtol=RTOL, atol=ATOL)
 
 
-def test_calibrate_stats_cli_writes_and_refuses(tmp_path, caplog, monkeypatch):
+def test_calibrate_stats_cli_writes_and_refuses(tmp_path, capsys, caplog, monkeypatch):
     from safetensors import safe_open
 
     from qvggt_deploy.cli.main import main
 
+    def said() -> str:  # the log handler writes to the stderr of the test that set it up first: read both
+        return capsys.readouterr().err + caplog.text
+
     args = ["calibrate", "--preset", "micro", "--synthetic", "2", "--frames", "2", "--image-size", "56",
             "--threads", "1"]
     assert main(args) == 1
-    assert "--out is required" in caplog.text
+    assert "--out is required" in said()
     assert main([*args, "--stats", str(tmp_path / "s.safetensors"), "--out", str(tmp_path / "r")]) == 1
-    assert "drop --out" in caplog.text
+    assert "drop --out" in said()
     foreign = tmp_path / "notes.safetensors"
     foreign.write_text("mine")
     assert main([*args, "--stats", str(foreign)]) == 1
@@ -152,4 +155,4 @@ def test_calibrate_stats_cli_writes_and_refuses(tmp_path, caplog, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     assert main([*args, "--out", str(tmp_path / "r")]) == 1
-    assert "only --stats" in caplog.text and not (tmp_path / "r").exists()
+    assert "only --stats" in said() and not (tmp_path / "r").exists()
