@@ -84,8 +84,8 @@ def collect_statistics(model: nn.Module, scenes: Sequence[torch.Tensor], token_f
             merged statistics.
 
     Returns:
-        ``{layer: {count, abs_mean [K], absmax [K], special_count, comp [2k+1, K]}}`` (float32;
-        ``comp`` is ``[0, K]`` for a Linear without special rows).
+        ``{layer: {count, abs_mean [K], absmax [K], special_count, comp [2k+1, K]}}`` (counts
+        int64, the rest float32; ``comp`` is ``[0, K]`` for a Linear without special rows).
     """
     device = next(model.parameters()).device
     own = [s.to(device) for i, s in enumerate(scenes) if i % world_size == rank]  # the others stay where they are
@@ -113,8 +113,8 @@ def _all_reduce(accs: Dict[str, _Accumulator]) -> None:
 
 def _finish(t: Dict[str, torch.Tensor], k: int) -> Dict[str, torch.Tensor]:
     n, m = t["count"], t["special_count"]
-    out = {"count": n.float(), "abs_mean": (t["abs_sum"] / n.clamp_min(1)).float(), "absmax": t["absmax"].float(),
-           "special_count": m.float()}
+    out = {"count": n.long(), "abs_mean": (t["abs_sum"] / n.clamp_min(1)).float(), "absmax": t["absmax"].float(),
+           "special_count": m.long()}  # int64: float32 counts stop being exact past 2^24 rows
     out["comp"] = (comp_from_moments(m, t["special_sum"], t["special_outer"], k).float() if m > 0
                    else t["abs_sum"].new_zeros(0, t["abs_sum"].shape[0]).float())
     return out
