@@ -28,6 +28,11 @@ class Calibrate(Command):
     seconds of each phase (sensitivity, FP32 targets, capture, compensation, scale search, clip
     search, finalist scoring, quantize, stream) are logged at the end and kept in recipe.json
     ("run": calibration_seconds, phase_seconds).
+
+    With --stats FILE, only the float model's per-Linear activation statistics over the
+    calibration scenes are collected (token counts, mean and max |x| per channel, compensation
+    rows) and written to FILE (safetensors); launched by torchrun, the scenes are shared between
+    the processes and their statistics merged (rank 0 writes).
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -35,8 +40,13 @@ class Calibrate(Command):
         add_calib_data_args(parser)
         add_method_args(parser)
         add_budget_args(parser)
-        parser.add_argument("--out", required=True,
-                            help="recipe folder to write (an earlier recipe there is replaced whole)")
+        parser.add_argument("--out", default=None,
+                            help="recipe folder to write (an earlier recipe there is replaced whole); required "
+                                 "unless --stats")
+        parser.add_argument("--stats", default=None, metavar="FILE",
+                            help="write the float model's activation statistics to FILE (.safetensors) instead of "
+                                 "calibrating (special tokens left out as --method says; an earlier statistics file "
+                                 "is replaced); shared between processes under torchrun")
         add_force_arg(parser, "a recipe folder")
         parser.add_argument("--keep-work", action="store_true", help="keep OUT.work/ after success")
         parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N. Defaults to cpu.")
@@ -49,6 +59,15 @@ class Calibrate(Command):
         from qvggt_deploy.quant.recipe import model_fingerprint
         from qvggt_deploy.quant.workstore import WorkStore
 
+        if args.stats:
+            return write_statistics(args)
+        if not args.out:
+            raise QvggtError("--out is required (the recipe folder to write), unless --stats FILE")
+        from qvggt_deploy.datasets.distributed import launched_by_torchrun
+
+        if launched_by_torchrun():
+            raise QvggtError("calibrate --out runs in one process (each unit is searched on every scene); under "
+                             "torchrun only --stats is shared between processes")
         check_outputs(args)
         apply_threads(args.threads)
         device = resolve_device(args.device)
@@ -104,6 +123,39 @@ class Calibrate(Command):
                     ", ".join(f"{n} {p}" for p, n in sorted(counts.items())), recipe.extra["weight_bytes"] / 1e6,
                     time.perf_counter() - start)
         return 0
+
+
+def write_statistics(args) -> int:
+    """``--stats``: the statistics pass, its scenes sharded over torchrun's processes."""
+    from qvggt_deploy.datasets.distributed import init_shard, local_device
+    from qvggt_deploy.fileio import check_output_file
+    from qvggt_deploy.model.checkpoint import load_model
+    from qvggt_deploy.quant.stats import collect_statistics, is_stats_file, save_statistics
+
+    if args.out:
+        raise QvggtError("--stats writes statistics only; drop --out (or --stats to calibrate)")
+    check_output_file(args.stats, ours=is_stats_file, what="statistics file", option="--stats", force=args.force)
+    apply_threads(args.threads)
+    device = local_device(resolve_device(args.device))
+    opts = options_from_args(args)
+    shard = init_shard(device.type)
+    try:
+        model = load_model(args.preset, args.checkpoint, device=device, allow_random=args.allow_random_weights)
+        scenes, data_digest = load_calib_scenes(args, model, "cpu")  # each rank moves its own share
+        stats = collect_statistics(model, scenes, opts.token_filter, opts.comp_directions, shard.rank,
+                                   shard.world_size)
+        if shard.rank == 0:
+            save_statistics(stats, args.stats, {"preset": args.preset, "scenes": str(len(scenes)),
+                                                "token_filter": str(opts.token_filter),
+                                                "comp_directions": str(opts.comp_directions),
+                                                "data_sha256": data_digest, "processes": str(shard.world_size)},
+                            force=args.force)
+            logger.info("activation statistics of %d Linears over %d scene(s), %d process(es) -> %s", len(stats),
+                        len(scenes), shard.world_size, args.stats)
+        shard.barrier()
+    finally:
+        shard.close()
+    return 0
 
 
 def check_outputs(args) -> None:
