@@ -123,6 +123,9 @@ class Tegrastats:
                                       stderr=subprocess.DEVNULL, text=True)
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
+        deadline = time.perf_counter() + max(3.0, 5 * self.interval_ms / 1e3)
+        while not self.samples and self._proc.poll() is None and time.perf_counter() < deadline:
+            time.sleep(0.01)  # the first line before the timed runs: a short run still gets samples
         return self
 
     def _read(self):

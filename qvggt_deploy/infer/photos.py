@@ -43,5 +43,5 @@ def reconstruct(runner, files: Sequence, *, mode: str = "crop", target_size: int
         target = target_size if size is None else (size[1] if mode == "crop" else min(size))
         images, placements = load_placed_images(files, mode, target, patch, size)
         logger.info("%d images -> %dx%d (HxW) on %s", len(files), images.shape[-2], images.shape[-1], runner.name)
-        outputs = runner.infer({INPUT_NAME: np.ascontiguousarray(images.numpy())})  # one photo: a strided view
+        outputs = runner.infer({INPUT_NAME: np.ascontiguousarray(images.numpy())})  # runners take C-contiguous arrays
     return Reconstruction.from_outputs(outputs, images, [Path(f).name for f in files], placements)
