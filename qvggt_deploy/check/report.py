@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from qvggt_deploy.backends.io import OUTPUT_NAMES
+from qvggt_deploy.graph.io import OUTPUT_NAMES
 from qvggt_deploy.check.compare import TASK_METRICS, CheckResult
 from qvggt_deploy.fileio import write_json, write_text
 

@@ -8,9 +8,9 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
-from qvggt_deploy.cli.args import positive_float, positive_int
+from qvggt_deploy.cli.args import add_out_arg, add_preset_arg, add_threads_arg, positive_float, positive_int
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
@@ -96,8 +96,8 @@ class Demo(Command):
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--out", required=True, help="report folder (created; files inside are replaced)")
-        parser.add_argument("--preset", default="tiny", help="model preset. Defaults to tiny (the embedded model).")
+        add_out_arg(parser, "folder", "the report (README.md, figures, recipes, ONNX files)")
+        add_preset_arg(parser)
         parser.add_argument("--method", default="qvggt", choices=["qvggt", "awq", "rtn"],
                             help="calibration method. Defaults to qvggt.")
         parser.add_argument("--calib-scenes", type=positive_int, default=4, help="generated calibration scenes. Defaults to 4.")
@@ -107,7 +107,7 @@ class Demo(Command):
                             help="bit budget of the mixed-precision plan. Defaults to 5.")
         parser.add_argument("--check-scenes", type=positive_int, default=2, help="held-out scenes for check. Defaults to 2.")
         parser.add_argument("--bench-runs", type=positive_int, default=3, help="timed runs per variant. Defaults to 3.")
-        parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads")
+        add_threads_arg(parser, "torch and ONNX Runtime")
         parser.add_argument("--quick", action="store_true", help="minimal settings (tests): 1 scene, 2 frames, RTN")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -221,13 +221,12 @@ class Demo(Command):
     @staticmethod
     def _figures(out: Path, files: Dict[str, Path], args, stage: Stage) -> None:
         from qvggt_deploy.backends.onnxrt.loader import SessionFromOnnx
-        from qvggt_deploy.backends.io import OUTPUT_NAMES
+        from qvggt_deploy.graph.io import OUTPUT_NAMES
         from qvggt_deploy.demo.figures import depth_figure, point_cloud_figure
-        from qvggt_deploy.export.onnx import read_metadata
+        from qvggt_deploy.graph.metadata import ExportMetadata
         from qvggt_deploy.metrics.evaluate import eval_scenes
 
-        meta = read_metadata(files["fp32"])
-        h, w = int(meta["height"]), int(meta["width"])
+        h, w = ExportMetadata.read(files["fp32"]).size_hw
         scene = next(iter(eval_scenes(1, frames=args.frames, seed=1000, image_size=(h, w))))
         images = scene.images.numpy()
         preds = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
-from qvggt_deploy.backends.io import INPUT_NAME
+from qvggt_deploy.graph.io import INPUT_NAME
 from qvggt_deploy.log import get_logger
 from qvggt_deploy.outputs.reconstruction import Reconstruction
 
