@@ -15,7 +15,7 @@ they replace; see :mod:`~qvggt_deploy.quant.tokens`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
