@@ -38,6 +38,23 @@ def run_cli(argv: List[str]) -> None:
         raise QvggtError(f"qvggt {argv[0]} exited with status {code}")
 
 
+def export_file(preset: str, path: Path, recipe_dir, size: int, threads=None, **options):
+    """One export of the demo through the library (``export_onnx``); the file is replaced whole."""
+    from qvggt_deploy.cli.args import apply_threads
+    from qvggt_deploy.export.onnx import export_onnx
+    from qvggt_deploy.export.options import ExportOptions
+    from qvggt_deploy.model.checkpoint import load_model
+
+    apply_threads(threads)
+    recipe = None
+    if recipe_dir is not None:
+        from qvggt_deploy.quant.recipe import load_recipe
+
+        recipe = load_recipe(recipe_dir)
+    opts = ExportOptions(height=size, width=size, free_weights=True, **options)  # the model is loaded for it
+    return export_onnx(load_model(preset), path, opts, recipe=recipe)
+
+
 # Precisions of the demo's mixed plan; sensitivity must measure exactly these (calibrate checks).
 MIXED_OPTIONS = "fp16,w4a16"
 
@@ -149,10 +166,10 @@ class Demo(Command):
                 stage.artifacts["recipe"] = str(recipes[name].relative_to(out))
             return fn
 
-        def export(name: str, argv: List[str]) -> Callable[[Stage], None]:
+        def export(name: str, recipe, **options) -> Callable[[Stage], None]:
             def fn(stage: Stage) -> None:
                 path = onnx_dir / f"{name}.onnx"
-                run_cli(["export", "--preset", args.preset, "--out", str(path), *argv, *threads])
+                export_file(args.preset, path, recipe, size, threads=args.threads, **options)
                 stage.artifacts["onnx"] = str(path.relative_to(out))
             return fn
 
@@ -162,23 +179,28 @@ class Demo(Command):
         p.run("calibrate-mixed", calibrate("mixed", ["--avg-bits", str(args.avg_bits), "--mp-options", MIXED_OPTIONS,
                                                      "--sensitivity", str(out / "sensitivity.json")]),
               needs=["sensitivity"])
-        exports = {
-            "fp32": ([], []),
-            "w4a16": (["--recipe", str(recipes["w4a16"])], ["calibrate-w4a16"]),
-            "w8a8-dyn": (["--recipe", str(recipes["w4a16"]), "--ort-int8-activations"], ["calibrate-w4a16"]),
-            "mixed": (["--recipe", str(recipes["mixed"])], ["calibrate-mixed"]),
-            "w4a16-trt": (["--recipe", str(recipes["w4a16"]), "--target", "trt", "--trt-plugin"], ["calibrate-w4a16"]),
+        exports = {  # name: (recipe, options, stages it needs)
+            "fp32": (None, {}, []),
+            "w4a16": (recipes["w4a16"], {}, ["calibrate-w4a16"]),
+            "w8a8-dyn": (recipes["w4a16"], {"ort_int8_activations": True}, ["calibrate-w4a16"]),
+            "mixed": (recipes["mixed"], {}, ["calibrate-mixed"]),
+            "w4a16-trt": (recipes["w4a16"], {"target": "trt", "trt_plugin": True}, ["calibrate-w4a16"]),
         }
-        for name, (argv, needs) in exports.items():
-            p.run(f"export-{name}", export(name, argv), needs=["model", *needs])
+        for name, (recipe, options, needs) in exports.items():
+            p.run(f"export-{name}", export(name, recipe, **options), needs=["model", *needs])
         files = {n: onnx_dir / f"{n}.onnx" for n in exports if p.ok(f"export-{n}")}
 
         def lint(stage: Stage) -> None:
+            from qvggt_deploy.export.lint import lint_file
+            from qvggt_deploy.fileio import write_json
+
             _fresh(out / "lint.json")
-            try:
-                run_cli(["lint", *map(str, files.values()), "--json", str(out / "lint.json")])
-            finally:
-                stage.artifacts["json"] = "lint.json"
+            results = [lint_file(path) for path in files.values()]
+            write_json(out / "lint.json", {"files": [r.to_dict() for r in results]})
+            stage.artifacts["json"] = "lint.json"
+            failed = [Path(r.path).name for r in results if not r]
+            if failed:
+                raise QvggtError(f"lint found errors in {', '.join(failed)} (see lint.json)")
 
         def check(stage: Stage) -> None:
             _fresh(out / "check")
