@@ -51,7 +51,7 @@ def colorize_depth(depth: np.ndarray, valid: Optional[np.ndarray] = None, cmap: 
     valid = np.isfinite(depth) if valid is None else (valid & np.isfinite(depth))
     lo, hi = (np.percentile(depth[valid], [2, 98]) if valid.any() else (0.0, 1.0))
     norm = np.clip((depth - lo) / max(hi - lo, 1e-12), 0, 1)
-    rgb = _colormap(cmap, 1.0 - norm)
+    rgb = colormap(cmap, 1.0 - norm)
     rgb[~valid] = 0
     return (rgb * 255).round().astype(np.uint8)
 
@@ -62,15 +62,15 @@ _TURBO = np.array([[0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.942
                    [0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973]])
 
 
-def _colormap(name: str, x: np.ndarray) -> np.ndarray:
-    """RGB in [0, 1] of ``x`` in [0, 1]: matplotlib's colormap, or turbo's fit without matplotlib."""
+def colormap(name: str, x: np.ndarray) -> np.ndarray:
+    """RGB in [0, 1] of ``x`` in [0, 1]: matplotlib's colormap; without matplotlib (the core
+    install) turbo's polynomial fit, and grey levels for any other name."""
     try:
         import matplotlib
     except ImportError:
+        x = np.asarray(x, dtype=np.float64)
         if name != "turbo":
-            from qvggt_deploy.lazy import import_or_raise
-
-            import_or_raise("matplotlib")  # the colormap needs the [plots] extra
+            return np.repeat(x[..., None], 3, axis=-1)
         powers = np.stack([x ** k for k in range(6)], axis=-1)
         return np.clip(powers @ _TURBO.T, 0.0, 1.0)
     return matplotlib.colormaps[name](x)[..., :3]
