@@ -3,13 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-# torch is pinned here (a local CPU wheel on our machines); setup.py only states a range.
+# torch is pinned here (a local CPU wheel on our machines); pyproject.toml only states a range.
 TORCH_PIN ?= torch==2.13.0
 DEMO_OUT  ?= out/demo
 
-.PHONY: setup demo test test-slow kernels lint-py clean
+.PHONY: setup demo test test-slow lint kernels clean
 
-$(STAMP): setup.py
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"
@@ -26,6 +26,12 @@ test: setup
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+# ruff (rules in pyproject.toml) and the import contracts (.importlinter: no package cycle, no
+# import from a lower layer to a higher one). CI runs it after `make test`.
+lint: setup
+	$(PY) -m ruff check .
+	PYTHONPATH=. $(VENV)/bin/lint-imports --no-cache
 
 kernels:
 	$(MAKE) -C kernels

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ def main() -> int:
     import torch
 
     from qvggt_deploy.cli.main import main as qvggt
+    from qvggt_deploy.procstats import peak_rss_bytes
 
     with tempfile.TemporaryDirectory(prefix="qvggt-1b-") as tmp:
         out = Path(tmp) / "recipe"
@@ -49,7 +49,7 @@ def main() -> int:
         code = qvggt(argv)
         seconds = time.perf_counter() - start
         recipe_mb = sum(f.stat().st_size for f in out.glob("*")) / 1e6 if out.exists() else None
-    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux
+    peak_gib = peak_rss_bytes() / 2 ** 30
     result = {"command": "qvggt " + " ".join(a if "/" not in a else "<tmp>" for a in argv), "exit_code": code,
               "seconds": round(seconds, 1), "peak_rss_gib": round(peak_gib, 2), "recipe_mb": recipe_mb,
               "torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),

@@ -34,7 +34,6 @@ from qvggt_deploy.data.synthetic import SceneConfig, generate_scene
 from qvggt_deploy.geometry import pose_encoding_to_extri_intri
 from qvggt_deploy.metrics.camera import auc, pair_indices, relative_pose_errors, rotation_angle_error
 from qvggt_deploy.model.checkpoint import load_model
-from qvggt_deploy.model.heads.camera_head import CameraHead
 from qvggt_deploy.train.data import scene_seed
 from qvggt_deploy.train.losses import camera_loss, normalize_ground_truth
 

@@ -2,8 +2,8 @@
 
     python3 benchmarks/gpu_check.py OUT.json [--quick] [--skip-e2e]
 
-Run from the repository root on a CUDA machine (written for the H100 lent by the device tool:
-python3 with torch, nvcc 13.0). Self-contained: unless ``QVGGT_W4A16_LIB`` names a library, it
+Run from the repository root on a CUDA machine (python3 with a CUDA torch, nvcc). Self-contained:
+unless ``QVGGT_W4A16_LIB`` names a library, it
 builds ``libqvggt_w4a16.so`` with nvcc for this GPU's architecture into
 ``kernels/build/gpu-check/``. It refuses to run without CUDA (exit 2, no JSON) and never
 reports a number it did not measure; a failed correctness case or a crashed section ends with
@@ -249,7 +249,7 @@ def bench_shape(m: int, k: int, n: int, group: int, l2_bytes: int) -> dict:
     row["dequant_cublas_s"] = gpu_time_per_call(
         [lambda q=q, s=s: torch.matmul(a16, w4a16.dequantize(q, s, group, out=scratch).t(), out=out16)
          for q, s in packs])
-    del packs
+    packs.clear()  # frees the weight copies (ours() closes over the name)
 
     w16s = [w16] + [w16.clone() for _ in range(copies_for(n * k * 2) - 1)]
     row["weight_copies_fp16"] = len(w16s)

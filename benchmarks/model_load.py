@@ -48,8 +48,9 @@ with torch.inference_mode():
 }
 
 TAIL = """
-import resource, json
-print(json.dumps({"seconds": dt, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+import json
+from qvggt_deploy.procstats import peak_rss_bytes
+print(json.dumps({"seconds": dt, "peak_rss_gb": peak_rss_bytes() / 2**30}))  # GiB, as the committed results
 """
 
 

@@ -41,10 +41,9 @@ def main() -> int:
     import onnxruntime as ort
 
     from qvggt_deploy.backends.onnxrt.loader import DISABLED_OPTIMIZERS
-    from qvggt_deploy.export.onnx import read_metadata
+    from qvggt_deploy.graph.metadata import ExportMetadata
 
-    meta = read_metadata(args.model)
-    height, width = int(meta["height"]), int(meta["width"])
+    height, width = ExportMetadata.read(args.model).size_hw
     so = ort.SessionOptions()
     so.intra_op_num_threads = args.threads
     so.log_severity_level = 3

@@ -34,6 +34,8 @@ LOAD_AT_START = os.getloadavg()[0]  # recorded in the report: the machine may be
 sys.path.insert(0, str(ROOT))
 PY = sys.executable
 
+from qvggt_deploy.procstats import ru_maxrss_bytes  # noqa: E402  (after the path insert)
+
 RECIPE_CODE = """
 import sys
 from qvggt_deploy.model.checkpoint import load_model
@@ -45,7 +47,7 @@ rtn_recipe(model, "w4a16", 128).save(sys.argv[1])
 ACCURACY_CODE = """
 import json, sys
 import numpy as np
-from qvggt_deploy.backends.io import OUTPUT_NAMES
+from qvggt_deploy.graph.io import OUTPUT_NAMES
 from qvggt_deploy.backends.onnxrt.loader import SessionFromOnnx
 ref_path, out_json, frames, size, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 images = np.random.default_rng(1).random((frames, 3, size, size), dtype=np.float32)
@@ -78,7 +80,7 @@ def run(cmd, label: str, log) -> dict:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"{label} failed (exit {code}); see the log")
-    peak = usage.ru_maxrss * 1024
+    peak = ru_maxrss_bytes(usage.ru_maxrss)
     print(f"    {seconds:.1f} s, peak RSS {peak / 1e9:.2f} GB", flush=True)
     return {"step": label, "seconds": round(seconds, 1), "peak_rss_bytes": peak}
 

@@ -14,18 +14,21 @@ from typing import Any, Optional
 
 from qvggt_deploy.errors import QvggtError
 
+# Each optional package comes with an extra of qvggt-deploy (pyproject.toml); the hint names it.
 _HINTS = {
-    "onnx": "pip install onnx",
-    "onnxruntime": "pip install onnxruntime",
-    "onnx_graphsurgeon": "pip install onnx-graphsurgeon",
-    "polygraphy": "pip install polygraphy",
-    "onnxscript": "pip install onnxscript",
+    "onnx": 'pip install "qvggt-deploy[onnx]"',
+    "onnx_graphsurgeon": 'pip install "qvggt-deploy[onnx]"',
+    "onnxscript": 'pip install "qvggt-deploy[onnx]"',
+    "onnxruntime": 'pip install "qvggt-deploy[ort]" (CPU), "qvggt-deploy[ort-gpu]" (CUDA), or JetPack\'s '
+                   'onnxruntime-gpu wheel on a Jetson',
+    "polygraphy": "pip install polygraphy (a core dependency of qvggt-deploy)",
     "tensorrt": "TensorRT ships with JetPack on Jetson; on a desktop GPU: pip install tensorrt",
-    "cuda.bindings": "pip install cuda-bindings (NVIDIA's CUDA Python bindings)",
+    "cuda.bindings": 'pip install "qvggt-deploy[cuda]" (NVIDIA\'s CUDA Python bindings)',
     "pycuda": "pip install pycuda",
-    "safetensors": "pip install safetensors",
-    "matplotlib": "pip install matplotlib",
-    "yaml": "pip install pyyaml",
+    "safetensors": "pip install safetensors (a core dependency of qvggt-deploy)",
+    "matplotlib": 'pip install "qvggt-deploy[plots]"',
+    "trimesh": 'pip install "qvggt-deploy[plots]"',
+    "yaml": 'pip install "qvggt-deploy[trt]" (pyyaml, for engine profiles)',
 }
 
 

@@ -40,7 +40,7 @@ def int4_matmul_graph(K: int, N: int, group: int, *, bias: bool = True, dtype=np
     """
     import onnx_graphsurgeon as gs
 
-    from qvggt_deploy.export.tensors import TensorStore
+    from qvggt_deploy.graph.tensors import TensorStore
 
     q, s, wd = int4_weights(K, N, group, seed)
     store = TensorStore()

@@ -1,6 +1,6 @@
 """Inference backends behind one interface (Polygraphy runners): PyTorch, ONNX Runtime, TensorRT.
 
-Every backend exposes the same I/O names (see :mod:`qvggt_deploy.backends.io`) so that
+Every backend exposes the same I/O names (see :mod:`qvggt_deploy.graph.io`) so that
 ``qvggt check`` and ``qvggt bench`` can compare and time them side by side. Backends are looked up
 by name through :data:`BACKENDS` and imported lazily: ``trt`` works only where ``tensorrt``
 imports, and the others never import it.

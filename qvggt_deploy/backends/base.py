@@ -1,12 +1,13 @@
 """What every backend shares: lazy loader functors, the runner base class, input checks.
 
-Loaders follow Polygraphy's convention: a functor named *ProductFromSource* whose ``__call__``
-builds the product (``SessionFromOnnx(path)()`` -> an ``onnxruntime.InferenceSession``);
-arguments may themselves be loaders, so chains stay lazy until a runner activates.
+Loaders are Polygraphy's (``polygraphy.backend.base.BaseLoader``, a core dependency): a functor
+named *ProductFromSource* whose ``__call__`` builds the product (``SessionFromOnnx(path)()`` -> an
+``onnxruntime.InferenceSession``); arguments may themselves be loaders, so chains stay lazy until
+a runner activates.
 
 Runners subclass ``polygraphy.backend.base.BaseRunner`` (``activate``/``infer``/``deactivate``,
-``inference_time``), so ``polygraphy.comparator.Comparator`` can run them side by side. Polygraphy
-is imported only when a runner class is first used: :func:`runner_base` returns its base class.
+``inference_time``), so ``polygraphy.comparator.Comparator`` can run them side by side; the
+classes are built on first use (:func:`runner_base`).
 """
 from __future__ import annotations
 
@@ -14,20 +15,11 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, Optional
 
 import numpy as np
+from polygraphy.backend.base import BaseLoader
 
-from qvggt_deploy.backends.io import INPUT_NAME, OUTPUT_NAMES
 from qvggt_deploy.errors import QvggtError
+from qvggt_deploy.graph.io import INPUT_NAME, OUTPUT_NAMES
 from qvggt_deploy.lazy import import_or_raise
-
-
-class BaseLoader:
-    """Functor: ``loader()`` returns the product; subclasses implement :meth:`call_impl`."""
-
-    def call_impl(self) -> Any:
-        raise NotImplementedError
-
-    def __call__(self) -> Any:
-        return self.call_impl()
 
 
 def invoke_if_callable(value):

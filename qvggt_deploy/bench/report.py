@@ -28,10 +28,7 @@ def markdown_table(results: Sequence[Dict[str, Any]]) -> str:
 
 def write_chart(results: Sequence[Dict[str, Any]], path, title: str = "") -> Path:
     """Three panels: median latency (p90 whisker), peak RSS, model size."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the backend is the caller's (the CLI picks Agg)
 
     labels = [r["label"] for r in results]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))

@@ -160,7 +160,7 @@ def measure_engine(engine_path, frames: int, warmup: int, runs: int, *, cuda_gra
     Returns:
         the bench worker's result fields (latencies in seconds) plus the TensorRT ones.
     """
-    from qvggt_deploy.backends.io import INPUT_NAME
+    from qvggt_deploy.graph.io import INPUT_NAME
     from qvggt_deploy.backends.trt.runner import TrtRunner, _engine_paths
     from qvggt_deploy.trt.builder import require_tensorrt, trt
     from qvggt_deploy.trt.cuda import get_api

@@ -8,25 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from qvggt_deploy.procstats import current_rss_bytes, peak_rss_bytes
+
 
 def current_rss() -> int:
-    """Resident bytes of this process now (Linux /proc)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * resource.getpagesize()
-    except OSError:
-        return -1
-
-
-def peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    """Resident bytes of this process now; -1 where it cannot be read."""
+    now = current_rss_bytes()
+    return -1 if now is None else now
 
 
 def model_bytes(path: Path) -> int:
@@ -72,7 +66,7 @@ def main(argv=None) -> int:
         except QvggtError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        result.update({"peak_rss_bytes": peak_rss(), "rss_after_load_bytes": current_rss(), "threads": args.threads,
+        result.update({"peak_rss_bytes": peak_rss_bytes(), "rss_after_load_bytes": current_rss(), "threads": args.threads,
                        "recipe": None, "torch_imported": "torch" in sys.modules})
         print(json.dumps(result))
         return 0
@@ -118,7 +112,7 @@ def main(argv=None) -> int:
         "backend": args.backend, "model": args.model, "recipe": args.recipe, "frames": args.frames,
         "height": height, "width": width, "threads": args.threads, "accuracy_level": args.accuracy_level, "mem_arena": not args.no_arena, "arena_extend": args.arena_extend,
         "load_seconds": load_seconds, "latencies": times, "median": float(np.median(times)),
-        "p90": float(np.percentile(times, 90)), "peak_rss_bytes": peak_rss(), "rss_after_load_bytes": rss_loaded,
+        "p90": float(np.percentile(times, 90)), "peak_rss_bytes": peak_rss_bytes(), "rss_after_load_bytes": rss_loaded,
         "model_bytes": size,
     }
     result["torch_imported"] = "torch" in sys.modules

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from qvggt_deploy.backends.io import OUTPUT_NAMES
+from qvggt_deploy.graph.io import OUTPUT_NAMES
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.lazy import lazy_import
 from qvggt_deploy.log import get_logger

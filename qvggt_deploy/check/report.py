@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from qvggt_deploy.backends.io import OUTPUT_NAMES
+from qvggt_deploy.graph.io import OUTPUT_NAMES
 from qvggt_deploy.check.compare import TASK_METRICS, CheckResult
 from qvggt_deploy.fileio import atomic_path, write_json, write_text
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from qvggt_deploy.cli.args import add_model_args, apply_threads, positive_float, positive_int
+from qvggt_deploy.cli.args import add_threads_arg, add_model_args, apply_threads, positive_float, positive_int
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.cli.calib_args import add_calib_data_args, add_method_args, load_calib_scenes, options_from_args
 from qvggt_deploy.errors import QvggtError
@@ -38,7 +38,7 @@ class Ablate(Command):
         parser.add_argument("--rows", default="all",
                             help="comma-separated row names or tables (main, a8, tradeoff, all). Defaults to all.")
         parser.add_argument("--out", required=True, help="output prefix: writes OUT.md and OUT.json")
-        parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+        add_threads_arg(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         from pathlib import Path

@@ -6,16 +6,41 @@ import argparse
 from qvggt_deploy.errors import QvggtError
 
 
+def add_preset_arg(parser, default: str = "tiny", help: str = "model architecture preset") -> None:
+    """``--preset``, one of the model presets (``parser`` may be an argument group)."""
+    from qvggt_deploy.model.presets import PRESETS
+
+    note = " (the embedded, trained model)" if default == "tiny" else ""
+    parser.add_argument("--preset", default=default, choices=sorted(PRESETS),
+                        help=f"{help}. Defaults to {default}{note}.")
+
+
+def add_threads_arg(parser, what: str = "torch") -> None:
+    """``--threads``: CPU threads of ``what`` (torch, ONNX Runtime); None leaves the library's choice."""
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help=f"CPU threads ({what}). Defaults to the library's own choice (all cores).")
+
+
+#: What ``--out`` is, said the same way in every command's help.
+OUT_KINDS = {
+    "file": "the {what} file to write (replaced whole, never half-written)",
+    "folder": "the folder to write {what} into (created; its files are replaced whole)",
+}
+
+
+def add_out_arg(parser, kind: str, what: str, required: bool = True, extra: str = "") -> None:
+    """``--out``: one option for every command's output, a file or a folder (said in the help)."""
+    parser.add_argument("--out", required=required, metavar="FILE" if kind == "file" else "DIR",
+                        help=OUT_KINDS[kind].format(what=what) + (f"; {extra}" if extra else ""))
+
+
 def add_model_args(parser: argparse.ArgumentParser, checkpoint_required: bool = False) -> None:
     """``--preset``, ``--checkpoint`` and ``--allow-random-weights``. Without a checkpoint the
     embedded one is used for the ``tiny`` preset; other presets refuse to run on random weights
     unless ``--allow-random-weights`` is given."""
-    from qvggt_deploy.model.presets import PRESETS
-
     group = parser.add_argument_group("model")
-    group.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
-                       help="model architecture preset. Defaults to tiny (the embedded model, trained on generated "
-                            "scenes only; for real photos use vggt-1b with --checkpoint facebook/VGGT-1B).")
+    add_preset_arg(group, help="model architecture preset (tiny is trained on generated scenes only; for real "
+                               "photos use vggt-1b with --checkpoint facebook/VGGT-1B)")
     group.add_argument("--checkpoint", required=checkpoint_required, default=None,
                        help="weights: a file (.safetensors, .pt or .pth) or a Hugging Face model id "
                             "owner/name[@revision] whose model.pt is fetched into the Hugging Face cache "
@@ -31,8 +56,7 @@ def add_device_args(parser: argparse.ArgumentParser, dtypes=("fp32", "bf16", "fp
     group.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N. Defaults to cpu.")
     group.add_argument("--dtype", default="fp32", choices=list(dtypes),
                        help="autocast dtype for the aggregator (heads always run in fp32). Defaults to fp32.")
-    group.add_argument("--threads", type=positive_int, default=None,
-                       help="torch CPU threads. Defaults to torch's own choice.")
+    add_threads_arg(group)
 
 
 def resolve_device(name: str):
@@ -145,8 +169,8 @@ def is_qvggt_onnx(path) -> bool:
         if f.read(1) != b"\x08":  # an ONNX ModelProto starts with ir_version (field 1, varint)
             return False
     try:
-        from qvggt_deploy.export.onnx import read_metadata
+        from qvggt_deploy.graph.metadata import is_export
 
-        return bool(read_metadata(path))
+        return is_export(path)
     except QvggtError:
         return False

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from qvggt_deploy.cli.args import add_out_arg
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
@@ -29,7 +30,7 @@ def _custom_nodes(onnx_path: Path) -> Dict[str, int]:
 
 def _check_target(onnx_path: Path) -> None:
     """Refuse graphs exported for ONNX Runtime (MatMulNBits, fused attention: not TensorRT ops)."""
-    from qvggt_deploy.export.onnx import read_metadata
+    from qvggt_deploy.graph.metadata import read_metadata
 
     target = read_metadata(onnx_path).get("target")
     if target is not None and target != "trt":
@@ -80,7 +81,8 @@ class BuildEngine(Command):
         parser.add_argument("--onnx", help="ONNX graph (split mode: the aggregator graph)")
         parser.add_argument("--heads-onnx", help="split mode: the heads graph")
         parser.add_argument("--profile", required=True, help="deployment profile, e.g. engines/orin-nano-8gb.yaml")
-        parser.add_argument("--out", help="engine file to write, e.g. out/vggt-orin-nano.engine")
+        add_out_arg(parser, "file", ".engine", required=False,
+                    extra="its sidecar OUT.json and, in split mode, the part engines go beside it")
         parser.add_argument("--plugin", default=None,
                             help="TensorRT plugin library (.so) for the W4A16 plugin nodes. Defaults to none.")
         parser.add_argument("--timing-cache", default=None,
@@ -243,7 +245,9 @@ class BuildEngine(Command):
                 raise QvggtError(f"{checkpoint}: does not fit preset {cfg.name} ({str(exc).splitlines()[0]})") from exc
         else:
             logger.warning("no --checkpoint: exporting random weights (shapes and memory only)")
+        from qvggt_deploy.graph.metadata import extra_props
+
         plan, agg, heads = export_split(model.eval(), out_dir, profile.model.height, profile.model.width,
-                                        metadata={"qvggt.profile": profile.name})
+                                        metadata=extra_props(profile=profile.name))
         print(json.dumps({"aggregator": str(agg), "heads": str(heads), "boundary": plan.to_dict()}, indent=2))
         return 0

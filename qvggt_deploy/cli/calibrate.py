@@ -5,8 +5,8 @@ import argparse
 import json
 import time
 
-from qvggt_deploy.cli.args import (add_force_arg, add_model_args, apply_threads, is_recipe_dir, positive_int,
-                                   resolve_device)
+from qvggt_deploy.cli.args import (add_force_arg, add_model_args, add_out_arg, add_threads_arg, apply_threads,
+                                   is_recipe_dir, resolve_device)
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.cli.calib_args import (add_budget_args, add_calib_data_args, add_method_args,
                                          load_calib_scenes, options_from_args)
@@ -40,9 +40,8 @@ class Calibrate(Command):
         add_calib_data_args(parser)
         add_method_args(parser)
         add_budget_args(parser)
-        parser.add_argument("--out", default=None,
-                            help="recipe folder to write (an earlier recipe there is replaced whole); required "
-                                 "unless --stats")
+        add_out_arg(parser, "folder", "the recipe", required=False,
+                    extra="only an earlier recipe there is replaced; required unless --stats")
         parser.add_argument("--stats", default=None, metavar="FILE",
                             help="write the float model's activation statistics to FILE (.safetensors) instead of "
                                  "calibrating (special tokens left out as --method says; an earlier statistics file "
@@ -50,7 +49,7 @@ class Calibrate(Command):
         add_force_arg(parser, "a recipe folder")
         parser.add_argument("--keep-work", action="store_true", help="keep OUT.work/ after success")
         parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N. Defaults to cpu.")
-        parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+        add_threads_arg(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         from qvggt_deploy.model.checkpoint import load_model

@@ -8,9 +8,9 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
-from qvggt_deploy.cli.args import positive_float, positive_int
+from qvggt_deploy.cli.args import add_out_arg, add_preset_arg, add_threads_arg, positive_float, positive_int
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
@@ -36,6 +36,23 @@ def run_cli(argv: List[str]) -> None:
     code = args._command.run(args)
     if code:
         raise QvggtError(f"qvggt {argv[0]} exited with status {code}")
+
+
+def export_file(preset: str, path: Path, recipe_dir, size: int, threads=None, **options):
+    """One export of the demo through the library (``export_onnx``); the file is replaced whole."""
+    from qvggt_deploy.cli.args import apply_threads
+    from qvggt_deploy.export.onnx import export_onnx
+    from qvggt_deploy.export.options import ExportOptions
+    from qvggt_deploy.model.checkpoint import load_model
+
+    apply_threads(threads)
+    recipe = None
+    if recipe_dir is not None:
+        from qvggt_deploy.quant.recipe import load_recipe
+
+        recipe = load_recipe(recipe_dir)
+    opts = ExportOptions(height=size, width=size, free_weights=True, **options)  # the model is loaded for it
+    return export_onnx(load_model(preset), path, opts, recipe=recipe)
 
 
 # Precisions of the demo's mixed plan; sensitivity must measure exactly these (calibrate checks).
@@ -96,8 +113,8 @@ class Demo(Command):
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--out", required=True, help="report folder (created; files inside are replaced)")
-        parser.add_argument("--preset", default="tiny", help="model preset. Defaults to tiny (the embedded model).")
+        add_out_arg(parser, "folder", "the report (README.md, figures, recipes, ONNX files)")
+        add_preset_arg(parser)
         parser.add_argument("--method", default="qvggt", choices=["qvggt", "awq", "rtn"],
                             help="calibration method. Defaults to qvggt.")
         parser.add_argument("--calib-scenes", type=positive_int, default=4, help="generated calibration scenes. Defaults to 4.")
@@ -107,7 +124,7 @@ class Demo(Command):
                             help="bit budget of the mixed-precision plan. Defaults to 5.")
         parser.add_argument("--check-scenes", type=positive_int, default=2, help="held-out scenes for check. Defaults to 2.")
         parser.add_argument("--bench-runs", type=positive_int, default=3, help="timed runs per variant. Defaults to 3.")
-        parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads")
+        add_threads_arg(parser, "torch and ONNX Runtime")
         parser.add_argument("--quick", action="store_true", help="minimal settings (tests): 1 scene, 2 frames, RTN")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -149,10 +166,10 @@ class Demo(Command):
                 stage.artifacts["recipe"] = str(recipes[name].relative_to(out))
             return fn
 
-        def export(name: str, argv: List[str]) -> Callable[[Stage], None]:
+        def export(name: str, recipe, **options) -> Callable[[Stage], None]:
             def fn(stage: Stage) -> None:
                 path = onnx_dir / f"{name}.onnx"
-                run_cli(["export", "--preset", args.preset, "--out", str(path), *argv, *threads])
+                export_file(args.preset, path, recipe, size, threads=args.threads, **options)
                 stage.artifacts["onnx"] = str(path.relative_to(out))
             return fn
 
@@ -162,23 +179,28 @@ class Demo(Command):
         p.run("calibrate-mixed", calibrate("mixed", ["--avg-bits", str(args.avg_bits), "--mp-options", MIXED_OPTIONS,
                                                      "--sensitivity", str(out / "sensitivity.json")]),
               needs=["sensitivity"])
-        exports = {
-            "fp32": ([], []),
-            "w4a16": (["--recipe", str(recipes["w4a16"])], ["calibrate-w4a16"]),
-            "w8a8-dyn": (["--recipe", str(recipes["w4a16"]), "--ort-int8-activations"], ["calibrate-w4a16"]),
-            "mixed": (["--recipe", str(recipes["mixed"])], ["calibrate-mixed"]),
-            "w4a16-trt": (["--recipe", str(recipes["w4a16"]), "--target", "trt", "--trt-plugin"], ["calibrate-w4a16"]),
+        exports = {  # name: (recipe, options, stages it needs)
+            "fp32": (None, {}, []),
+            "w4a16": (recipes["w4a16"], {}, ["calibrate-w4a16"]),
+            "w8a8-dyn": (recipes["w4a16"], {"ort_int8_activations": True}, ["calibrate-w4a16"]),
+            "mixed": (recipes["mixed"], {}, ["calibrate-mixed"]),
+            "w4a16-trt": (recipes["w4a16"], {"target": "trt", "trt_plugin": True}, ["calibrate-w4a16"]),
         }
-        for name, (argv, needs) in exports.items():
-            p.run(f"export-{name}", export(name, argv), needs=["model", *needs])
+        for name, (recipe, options, needs) in exports.items():
+            p.run(f"export-{name}", export(name, recipe, **options), needs=["model", *needs])
         files = {n: onnx_dir / f"{n}.onnx" for n in exports if p.ok(f"export-{n}")}
 
         def lint(stage: Stage) -> None:
+            from qvggt_deploy.export.lint import lint_file
+            from qvggt_deploy.fileio import write_json
+
             _fresh(out / "lint.json")
-            try:
-                run_cli(["lint", *map(str, files.values()), "--json", str(out / "lint.json")])
-            finally:
-                stage.artifacts["json"] = "lint.json"
+            results = [lint_file(path) for path in files.values()]
+            write_json(out / "lint.json", {"files": [r.to_dict() for r in results]})
+            stage.artifacts["json"] = "lint.json"
+            failed = [Path(r.path).name for r in results if not r]
+            if failed:
+                raise QvggtError(f"lint found errors in {', '.join(failed)} (see lint.json)")
 
         def check(stage: Stage) -> None:
             _fresh(out / "check")
@@ -221,13 +243,12 @@ class Demo(Command):
     @staticmethod
     def _figures(out: Path, files: Dict[str, Path], args, stage: Stage) -> None:
         from qvggt_deploy.backends.onnxrt.loader import SessionFromOnnx
-        from qvggt_deploy.backends.io import OUTPUT_NAMES
+        from qvggt_deploy.graph.io import OUTPUT_NAMES
         from qvggt_deploy.demo.figures import depth_figure, point_cloud_figure
-        from qvggt_deploy.export.onnx import read_metadata
+        from qvggt_deploy.graph.metadata import ExportMetadata
         from qvggt_deploy.metrics.evaluate import eval_scenes
 
-        meta = read_metadata(files["fp32"])
-        h, w = int(meta["height"]), int(meta["width"])
+        h, w = ExportMetadata.read(files["fp32"]).size_hw
         scene = next(iter(eval_scenes(1, frames=args.frames, seed=1000, image_size=(h, w))))
         images = scene.images.numpy()
         preds = {}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from qvggt_deploy.cli.args import add_force_arg, add_model_args, apply_threads, image_side, is_qvggt_onnx, positive_int
+from qvggt_deploy.cli.args import add_out_arg, add_threads_arg, add_force_arg, add_model_args, apply_threads, image_side, is_qvggt_onnx, positive_int
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
@@ -29,8 +29,8 @@ class Export(Command):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_model_args(parser)
         parser.add_argument("--recipe", default=None, help="quantization recipe folder to fold in")
-        parser.add_argument("--out", required=True,
-                            help="output .onnx file (an earlier qvggt export there is replaced)")
+        add_out_arg(parser, "file", ".onnx", extra="only an earlier qvggt export there is replaced; weights past "
+                    "~1.8 GB go to OUT.data beside it")
         add_force_arg(parser, "a qvggt ONNX export")
         parser.add_argument("--height", type=image_side, default=None, help="input height (multiple of 14). Defaults to the preset's size.")
         parser.add_argument("--width", type=image_side, default=None, help="input width (multiple of 14). Defaults to the preset's size.")
@@ -62,21 +62,32 @@ class Export(Command):
                                  "(special rows replaced by the recipe's compensation rows; docs/method.md)")
         parser.add_argument("--external-data", choices=["auto", "always", "never"], default="auto",
                             help="weights in one <out>.data file: auto = above ~1.8 GB. Defaults to auto.")
-        parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+        add_threads_arg(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        from qvggt_deploy.export.onnx import export_onnx
-        from qvggt_deploy.model.checkpoint import load_model
-
-        if args.ort_int8_kernel and not args.ort_int8_activations:
-            raise QvggtError("--ort-int8-kernel chooses the kernel of --ort-int8-activations; add that flag")
-        check_outputs(args)
-        apply_threads(args.threads)
         from qvggt_deploy.cli.limits import check_fits, forward_bytes
+        from qvggt_deploy.export.onnx import export_onnx
+        from qvggt_deploy.export.options import ExportOptions
+        from qvggt_deploy.lazy import import_or_raise
+        from qvggt_deploy.model.checkpoint import load_model
         from qvggt_deploy.model.presets import get_preset
 
+        for package in ("onnx", "onnx_graphsurgeon"):  # the [onnx] extra, named before any work
+            import_or_raise(package)
+        if args.ort_int8_kernel and not args.ort_int8_activations:
+            raise QvggtError("--ort-int8-kernel chooses the kernel of --ort-int8-activations; add that flag")
         cfg = get_preset(args.preset)
-        h, w = args.height or cfg.img_size, args.width or cfg.img_size
+        options = ExportOptions(
+            height=args.height or cfg.img_size, width=args.width or cfg.img_size, target=args.target,
+            frames=args.frames, float_precision=args.float_precision, conv_precision=args.conv_precision,
+            ort_int8_activations=args.ort_int8_activations, ort_int8_kernel=args.ort_int8_kernel or "qgemm",
+            ort_int4=args.ort_int4, trt_plugin=args.trt_plugin, calibration_graph=args.calibration_graph,
+            external_data=args.external_data, dense_loop=args.dense_loop,
+            free_weights=True)  # the model is loaded for this export only
+        options.check_model(cfg.patch_size, has_recipe=bool(args.recipe))
+        check_outputs(args)
+        apply_threads(args.threads)
+        h, w = options.height, options.width
         check_fits(2 * forward_bytes(cfg, h, w, args.frames), f"tracing {args.frames} frame(s) at {h}x{w}",
                    "trace fewer --frames (the exported frame dimension is dynamic)")
         model = load_model(args.preset, args.checkpoint, allow_random=args.allow_random_weights)
@@ -85,18 +96,10 @@ class Export(Command):
             from qvggt_deploy.quant.recipe import load_recipe
 
             recipe = load_recipe(args.recipe)
-        size = model.cfg.img_size
-        result = export_onnx(model, args.out, height=args.height or size, width=args.width or size, recipe=recipe,
-                             target=args.target, frames=args.frames, float_precision=args.float_precision,
-                             conv_precision=args.conv_precision, ort_int8_activations=args.ort_int8_activations,
-                             ort_int8_kernel=args.ort_int8_kernel or "qgemm",
-                             ort_int4=args.ort_int4, trt_plugin=args.trt_plugin,
-                             calibration_graph=args.calibration_graph, external_data=args.external_data,
-                             dense_loop=args.dense_loop,
-                             free_weights=True)  # the model was loaded for this export only
+        result = export_onnx(model, args.out, options, recipe=recipe)
         files = f"{result.path}" + (f" + {result.data_path.name}" if result.data_path else "")
         print(f"{files}: {result.bytes / 1e6:.1f} MB, {sum(result.op_counts.values())} nodes, "
-              f"recipe {result.metadata['recipe_digest']}, passes {','.join(result.passes)}, {result.seconds:.1f} s")
+              f"recipe {result.metadata.recipe_digest}, passes {','.join(result.passes)}, {result.seconds:.1f} s")
         return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
 import signal
 import sys
 import time
@@ -137,6 +138,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     log.configure(-1 if args.quiet else args.verbose)
+    os.environ.setdefault("MPLBACKEND", "Agg")  # figures go to files; a user's MPLBACKEND wins
     logger = log.get_logger("qvggt_deploy.cli")
     start = time.perf_counter()
     previous = None

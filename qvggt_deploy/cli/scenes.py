@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from qvggt_deploy.cli.args import at_least, nonneg_int, positive_int
+from qvggt_deploy.cli.args import add_out_arg, at_least, nonneg_int, positive_int
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.errors import QvggtError
 
@@ -19,7 +19,7 @@ class Scenes(Command):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         from qvggt_deploy.data.trajectory import TRAJECTORIES
 
-        parser.add_argument("--out", required=True, help="folder to write scene folders into")
+        add_out_arg(parser, "folder", "the scene_<seed>/ folders")
         parser.add_argument("--num", type=positive_int, default=8, help="number of scenes. Defaults to 8.")
         parser.add_argument("--frames", type=positive_int, default=4, help="frames per scene. Defaults to 4.")
         parser.add_argument("--image-size", type=at_least(8), nargs=2, default=(224, 224), metavar=("H", "W"),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from qvggt_deploy.cli.args import add_model_args, apply_threads, positive_int, resolve_device
+from qvggt_deploy.cli.args import add_threads_arg, add_model_args, apply_threads, positive_int, resolve_device
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.cli.calib_args import add_calib_data_args
 from qvggt_deploy.errors import QvggtError
@@ -32,7 +32,7 @@ class Sensitivity(Command):
         parser.add_argument("--json", required=True, help="output JSON")
         parser.add_argument("--png", default=None, help="output bar chart (PNG)")
         parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N. Defaults to cpu.")
-        parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+        add_threads_arg(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         from qvggt_deploy.cli.calib_args import load_calib_scenes

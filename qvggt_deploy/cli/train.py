@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from qvggt_deploy.cli.args import apply_threads
+from qvggt_deploy.cli.args import add_out_arg, add_preset_arg, add_threads_arg, apply_threads
 from qvggt_deploy.cli.base import Command
 
 
@@ -17,14 +17,12 @@ class Train(Command):
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from qvggt_deploy.model.presets import PRESETS
         from qvggt_deploy.train.data import CURRICULA
         from qvggt_deploy.train.loop import TrainConfig
 
         d = TrainConfig()
-        parser.add_argument("--preset", default=d.preset, choices=sorted(PRESETS),
-                            help=f"architecture to train. Defaults to {d.preset}.")
-        parser.add_argument("--out", required=True, help="output folder (created; resumed if it holds state.pt)")
+        add_preset_arg(parser, default=d.preset, help="architecture to train")
+        add_out_arg(parser, "folder", "the checkpoints and logs", extra="a run resumes if it holds state.pt")
         parser.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps. Defaults to {d.steps}.")
         parser.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate. Defaults to {d.lr}.")
         parser.add_argument("--weight-decay", type=float, default=d.weight_decay,
@@ -59,7 +57,7 @@ class Train(Command):
         parser.add_argument("--stop-after", type=int, default=None,
                             help="stop (resumably) once this step is done; rerun without it to finish")
         parser.add_argument("--no-resume", action="store_true", help="start over even if OUT/state.pt exists")
-        parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        add_threads_arg(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         from qvggt_deploy.train.loop import TrainConfig, train

@@ -45,16 +45,35 @@ def read_ply(path) -> np.ndarray:
 
 
 def colorize_depth(depth: np.ndarray, valid: Optional[np.ndarray] = None, cmap: str = "turbo") -> np.ndarray:
-    """Depth ``[H, W]`` -> RGB uint8 ``[H, W, 3]`` (near = warm), robust 2-98 percentile range."""
-    import matplotlib
-
+    """Depth ``[H, W]`` -> RGB uint8 ``[H, W, 3]`` (near = warm), robust 2-98 percentile range.
+    Without matplotlib (the core install) "turbo" comes from its polynomial fit instead."""
     depth = np.asarray(depth, dtype=np.float64)
     valid = np.isfinite(depth) if valid is None else (valid & np.isfinite(depth))
     lo, hi = (np.percentile(depth[valid], [2, 98]) if valid.any() else (0.0, 1.0))
     norm = np.clip((depth - lo) / max(hi - lo, 1e-12), 0, 1)
-    rgb = matplotlib.colormaps[cmap](1.0 - norm)[..., :3]
+    rgb = colormap(cmap, 1.0 - norm)
     rgb[~valid] = 0
     return (rgb * 255).round().astype(np.uint8)
+
+
+# Turbo as a degree-5 polynomial per channel (A. Mikhailov's fit of Google's colormap).
+_TURBO = np.array([[0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.94239396, 59.28637943],
+                   [0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604],
+                   [0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973]])
+
+
+def colormap(name: str, x: np.ndarray) -> np.ndarray:
+    """RGB in [0, 1] of ``x`` in [0, 1]: matplotlib's colormap; without matplotlib (the core
+    install) turbo's polynomial fit, and grey levels for any other name."""
+    try:
+        import matplotlib
+    except ImportError:
+        x = np.asarray(x, dtype=np.float64)
+        if name != "turbo":
+            return np.repeat(x[..., None], 3, axis=-1)
+        powers = np.stack([x ** k for k in range(6)], axis=-1)
+        return np.clip(powers @ _TURBO.T, 0.0, 1.0)
+    return matplotlib.colormaps[name](x)[..., :3]
 
 
 def write_png(path, rgb: np.ndarray) -> Path:

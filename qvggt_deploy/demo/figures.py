@@ -10,10 +10,7 @@ from qvggt_deploy.fileio import atomic_path
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the backend is the caller's (the CLI picks Agg)
 
     return plt
 

@@ -139,7 +139,7 @@ class _Graph:
 
     def values(self, name: str) -> Optional[np.ndarray]:
         """Values of a small constant (None when not constant, or too large to read here)."""
-        from qvggt_deploy.export.tensors import read_array
+        from qvggt_deploy.graph.tensors import read_array
 
         t = self.constant(name)
         if t is None:

@@ -6,7 +6,7 @@ restored on exit, also on error):
 - every Linear (``nn.Linear`` or the fake-quantized :class:`~qvggt_deploy.quant.fake.QuantLinear`)
   becomes one marker node ``qvggt.Linear(x)`` with attributes ``layer`` (the module's qualified
   name) and ``out_features``. The weights are not traced at all: the exporter's lowering
-  (:mod:`qvggt_deploy.export.qdq`) writes each layer once, in the precision the plan asks for, so
+  (:mod:`qvggt_deploy.passes.lower_linears`) writes each layer once, in the precision the plan asks for, so
   the camera trunk's four iterations share one initializer per weight;
 - ``scaled_dot_product_attention`` becomes ``qvggt.Attention(q, k, v)`` (attributes
   ``num_heads``, ``head_dim``), lowered per target by the ``lower-attention`` pass;
@@ -15,7 +15,7 @@ restored on exit, also on error):
   this is recomputed in the graph, and no ``cartesian_prod``/bicubic-antialias/float64 op is traced.
 
 :class:`VGGTExport` is the module to export: ``images [S, 3, H, W] -> (pose_enc, depth,
-depth_conf, world_points, world_points_conf)`` (see :mod:`qvggt_deploy.backends.io`); it calls
+depth_conf, world_points, world_points_conf)`` (see :mod:`qvggt_deploy.graph.io`); it calls
 the DPT heads on all frames at once (no Python frame-chunk loop, so S stays dynamic).
 """
 from __future__ import annotations
@@ -30,14 +30,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from qvggt_deploy.errors import QvggtError
+from qvggt_deploy.graph.markers import (
+    ATTENTION_MARKER,
+    DENSE_MARKER,
+    LINEAR_MARKER,
+    MARKER_DOMAIN,
+)
 from qvggt_deploy.model.heads.dpt_head import DPTHead, position_embedding
 from qvggt_deploy.model.layers.rope import patch_positions
 from qvggt_deploy.quant.fake import QuantLinear
 
-MARKER_DOMAIN = "qvggt"
-LINEAR_MARKER = "Linear"
-ATTENTION_MARKER = "Attention"
-DENSE_MARKER = "DenseHeads"
 DENSE_TAPS = 4  # the DPT heads read 4 aggregator layers
 
 # layer name -> module while an export view is active (custom-op arguments are tensors, strings

@@ -13,22 +13,9 @@ from pathlib import Path
 from typing import Dict, Iterable, Optional, Tuple
 
 from qvggt_deploy.errors import QvggtError
+from qvggt_deploy.graph.metadata import PREFIX, proto_metadata
+from qvggt_deploy.graph.walk import ONNX_DTYPE_BYTES, iter_graphs
 from qvggt_deploy.lazy import import_or_raise
-
-META = "qvggt."
-
-
-def iter_graphs(graph) -> Iterable:
-    """``graph`` and every subgraph (Loop/If/Scan bodies), depth first."""
-    onnx = import_or_raise("onnx")
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from iter_graphs(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for sub in attr.graphs:
-                    yield from iter_graphs(sub)
 
 
 def _tensors(model) -> Iterable:
@@ -42,8 +29,6 @@ def _tensors(model) -> Iterable:
 
 def tensor_bytes(t) -> Optional[int]:
     """Bytes a tensor's data must have (INT4 packed two per byte); None for dtypes without a width."""
-    from qvggt_deploy.trt.memory import ONNX_DTYPE_BYTES
-
     per = ONNX_DTYPE_BYTES.get(t.data_type)
     if per is None:
         return None
@@ -114,9 +99,9 @@ def load_checked(path, require_metadata: Tuple[str, ...] = ()) -> Tuple[object, 
     if not model.graph.input or not model.graph.output:
         raise QvggtError(f"{path}: the graph has no {'inputs' if not model.graph.input else 'outputs'}")
     check_external_data(model, path.parent, path)
-    metadata = {p.key[len(META):]: p.value for p in model.metadata_props if p.key.startswith(META)}
+    metadata = proto_metadata(model, str(path))
     missing = [k for k in require_metadata if k not in metadata]
     if missing:
-        raise QvggtError(f"{path}: not a qvggt export (metadata {META}{missing[0]} missing); make it with "
+        raise QvggtError(f"{path}: not a qvggt export (metadata {PREFIX}{missing[0]} missing); make it with "
                          f"`qvggt export`")
     return model, metadata

@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from qvggt_deploy.backends.io import INPUT_NAME
+from qvggt_deploy.graph.io import INPUT_NAME
 from qvggt_deploy.log import get_logger
 from qvggt_deploy.outputs.reconstruction import Reconstruction
 

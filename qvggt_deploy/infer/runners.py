@@ -44,7 +44,7 @@ def describe_model(backend: str, model=None, preset: str = "tiny") -> ModelInfo:
     if not path.is_file():
         raise QvggtError(f"--model {path}: file not found")
     if backend == "ort":
-        from qvggt_deploy.export.onnx import read_metadata
+        from qvggt_deploy.graph.metadata import read_metadata
 
         meta = read_metadata(path)
     else:

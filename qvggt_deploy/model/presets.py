@@ -12,7 +12,7 @@ refinement, DPT depth/point heads, track head) with smaller widths and depths:
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, Tuple
 
 from qvggt_deploy.errors import QvggtError

@@ -4,7 +4,6 @@ Reference: Wang et al., "VGGT: Visual Geometry Grounded Transformer", CVPR 2025 
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, Optional, Union
 
 import torch
@@ -142,7 +141,3 @@ def build_model(preset: Union[str, VGGTConfig], seed: Optional[int] = 0,
             model = VGGT(cfg)
         init_weights(model)
     return model.eval()
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(math.prod(p.shape) for p in module.parameters())

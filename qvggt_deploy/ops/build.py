@@ -17,8 +17,22 @@ from qvggt_deploy.log import get_logger
 
 logger = get_logger(__name__)
 
-KERNELS_DIR = Path(__file__).resolve().parents[2] / "kernels"
 LIB_NAME = "libqvggt_w4a16.so"
+ENV_KERNELS = "QVGGT_KERNELS_DIR"
+
+
+def kernels_dir(required: bool = True) -> Optional[Path]:
+    """The kernel sources: ``$QVGGT_KERNELS_DIR``, else ``kernels/`` of the source checkout this
+    package runs from (an editable install); None (or an error) when neither exists."""
+    env = os.environ.get(ENV_KERNELS)
+    candidates = [Path(env)] if env else [Path(__file__).resolve().parents[2] / "kernels"]
+    for path in candidates:
+        if (path / "w4a16_gemm.cu").is_file():
+            return path
+    if required:
+        raise QvggtError(f"kernel sources not found ({env or 'no source checkout'}); set {ENV_KERNELS} to the "
+                         f"kernels/ folder of a qvggt-deploy checkout")
+    return None
 
 
 def find_nvcc() -> Optional[str]:
@@ -59,8 +73,9 @@ def build_library(archs: Union[str, Iterable[str]] = "87", build_dir: Optional[U
     if shutil.which("make") is None:
         raise QvggtError("make not found; it drives the W4A16 kernel build (kernels/Makefile)")
     arch_list = [archs] if isinstance(archs, str) else list(archs)
-    build_dir = Path(build_dir) if build_dir is not None else KERNELS_DIR / "build"
-    cmd = ["make", "-C", str(KERNELS_DIR), f"-j{jobs}", f"NVCC={nvcc}", f"ARCHS={' '.join(arch_list)}",
+    source = kernels_dir()
+    build_dir = Path(build_dir) if build_dir is not None else source / "build"
+    cmd = ["make", "-C", str(source), f"-j{jobs}", f"NVCC={nvcc}", f"ARCHS={' '.join(arch_list)}",
            f"BUILD_DIR={build_dir.resolve()}"]
     logger.info("building the W4A16 kernel: %s", " ".join(cmd))
     try:

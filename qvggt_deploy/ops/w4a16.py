@@ -1,8 +1,9 @@
 """ctypes binding of ``libqvggt_w4a16.so`` (the W4A16 GEMM of ``kernels/``).
 
 No CUDA build of torch is needed to import this module or to build the library; calling the
-kernel needs CUDA tensors. The library is found through ``QVGGT_W4A16_LIB`` (a file path) or
-at ``kernels/build/libqvggt_w4a16.so`` of this checkout (``make -C kernels``).
+kernel needs CUDA tensors. The library is found through ``QVGGT_W4A16_LIB`` (a file path), as
+package data (``qvggt_deploy/ops/lib/libqvggt_w4a16.so``, where a wheel built after ``make -C
+kernels`` carries it) or, in a source checkout, at ``kernels/build/libqvggt_w4a16.so``.
 
 Tensor layouts are those of the LAYOUT block in ``kernels/w4a16_gemm.cu``; the packer is
 :func:`repack_for_kernel` (re-exported from :mod:`qvggt_deploy.ops.layout`).
@@ -36,15 +37,24 @@ _CUDA_HINTS = {
     1: "invalid value",
 }
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_LIB = Path(__file__).resolve().parent / "lib"
 _lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
 
 
 def library_path() -> Path:
-    """Where the library is looked for: ``$QVGGT_W4A16_LIB`` or ``<checkout>/kernels/build/``."""
+    """Where the library is looked for: ``$QVGGT_W4A16_LIB``, the package's ``ops/lib/``, then the
+    source checkout's ``kernels/build/`` (the last place is returned when none exists)."""
+    from qvggt_deploy.ops.build import LIB_NAME, kernels_dir
+
     env = os.environ.get(ENV_LIB)
-    return Path(env) if env else _REPO_ROOT / "kernels" / "build" / "libqvggt_w4a16.so"
+    if env:
+        return Path(env)
+    packaged = PACKAGE_LIB / LIB_NAME
+    if packaged.is_file():
+        return packaged
+    source = kernels_dir(required=False)
+    return (source / "build" / LIB_NAME) if source is not None else packaged
 
 
 def _declare(lib: ctypes.CDLL) -> None:

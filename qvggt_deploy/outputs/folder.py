@@ -46,12 +46,12 @@ def frame_stems(names: Sequence[str]):
 
 def colorize_confidence(conf: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Confidence ``[H, W]`` -> RGB uint8, robust 2-98 percentile range, high = bright, padding black."""
-    from matplotlib import colormaps
+    from qvggt_deploy.data.writers import colormap
 
     conf = np.asarray(conf, dtype=np.float64)
     valid = valid & np.isfinite(conf)
     lo, hi = np.percentile(conf[valid], [2, 98]) if valid.any() else (0.0, 1.0)
-    rgb = colormaps["viridis"](np.clip((conf - lo) / max(hi - lo, 1e-12), 0, 1))[..., :3]
+    rgb = colormap("viridis", np.clip((conf - lo) / max(hi - lo, 1e-12), 0, 1))
     rgb[~valid] = 0
     return (rgb * 255).round().astype(np.uint8)
 

@@ -15,7 +15,7 @@ from qvggt_deploy.fileio import atomic_path
 from qvggt_deploy.lazy import lazy_import
 from qvggt_deploy.outputs.reconstruction import Points, Reconstruction
 
-trimesh = lazy_import("trimesh", hint="pip install trimesh")
+trimesh = lazy_import("trimesh")
 
 OPENCV_TO_GLTF = np.diag([1.0, -1.0, -1.0])
 FRUSTUM_FACES = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 4], [0, 4, 1], [1, 3, 2], [1, 4, 3]])

@@ -1,6 +1,6 @@
 """One sequence's predictions as numpy arrays, with each frame's :class:`Placement` in its photo.
 
-Every backend returns the same five outputs (:mod:`qvggt_deploy.backends.io`); this is what the
+Every backend returns the same five outputs (:mod:`qvggt_deploy.graph.io`); this is what the
 writers share, so the torch, ORT and TensorRT folders differ only by the numbers.
 """
 from __future__ import annotations

@@ -36,7 +36,7 @@ def fp16_conv_weights(graph, *, prefixes: Sequence[str] = ("model.depth_head.", 
     Raises:
         QvggtError: a weight that fp16 would change (names the node).
     """
-    from qvggt_deploy.export.tensors import TensorStore, read_array
+    from qvggt_deploy.graph.tensors import TensorStore, read_array
 
     store = store or TensorStore()
     done = {}

@@ -38,10 +38,10 @@ from typing import Iterable, Optional
 import numpy as np
 
 from qvggt_deploy.errors import QvggtError
-from qvggt_deploy.export.tensors import TensorStore, int4_raw, read_array, unpack_onnx_int4
+from qvggt_deploy.graph.tensors import TensorStore, int4_raw, read_array, unpack_onnx_int4
 from qvggt_deploy.lazy import lazy_import
 from qvggt_deploy.log import get_logger
-from qvggt_deploy.passes.int4_to_matmulnbits import detach, int4_weight_matmuls
+from qvggt_deploy.graph.int4 import detach, int4_weight_matmuls
 from qvggt_deploy.passes.registry import register_pass
 
 gs = lazy_import("onnx_graphsurgeon")

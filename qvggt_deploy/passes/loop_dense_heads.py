@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from qvggt_deploy.errors import QvggtError
-from qvggt_deploy.export.trace import DENSE_MARKER, MARKER_DOMAIN
+from qvggt_deploy.graph.markers import DENSE_MARKER, MARKER_DOMAIN
 from qvggt_deploy.lazy import lazy_import
 from qvggt_deploy.passes.registry import register_pass
 

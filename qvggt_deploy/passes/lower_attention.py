@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 
 from qvggt_deploy.errors import QvggtError
-from qvggt_deploy.export.trace import ATTENTION_MARKER, MARKER_DOMAIN
+from qvggt_deploy.graph.markers import ATTENTION_MARKER, MARKER_DOMAIN
 from qvggt_deploy.lazy import lazy_import
 from qvggt_deploy.passes.registry import register_pass
 
@@ -67,7 +67,10 @@ def lower_attention(graph, *, fused: Optional[str] = None):
         if fused == "ort":
             bsd = const(f"bsd_{heads}x{dim}", np.array([0, 0, heads * dim], np.int64))
             bsnh = const(f"bsnh_{heads}x{dim}", np.array([0, 0, heads, dim], np.int64))
-            to_bsd = lambda t, n: op(f"Reshape_{n}", [op(f"Transpose_{n}", [t], {"perm": [0, 2, 1, 3]}), bsd])
+
+            def to_bsd(t, n):
+                return op(f"Reshape_{n}", [op(f"Transpose_{n}", [t], {"perm": [0, 2, 1, 3]}), bsd])
+
             out = op("MultiHeadAttention", [to_bsd(q, "q"), to_bsd(k, "k"), to_bsd(v, "v")],
                      {"num_heads": heads, "scale": 1.0 / math.sqrt(dim)}, domain="com.microsoft")
             op("Transpose_out", [op("Reshape_out", [out, bsnh])], {"perm": [0, 2, 1, 3]}, out=y)

@@ -31,7 +31,7 @@ _MODULES = (
     "qvggt_deploy.passes.int4_to_matmulnbits",
     "qvggt_deploy.passes.int4_to_qgemm",
     "qvggt_deploy.passes.w4a16_plugin",
-    "qvggt_deploy.export.qdq",
+    "qvggt_deploy.passes.lower_linears",
 )
 
 

@@ -91,10 +91,7 @@ def save_sensitivity(result: Dict, json_path, png_path: Optional[str] = None) ->
 
 
 def plot_sensitivity(result: Dict, png_path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the backend is the caller's (the CLI picks Agg)
 
     units = result["units"]
     labels = [u.replace("aggregator.", "").replace("patch_embed.blocks.", "vit.").replace("_blocks.", ".")

@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional, Tuple
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.lazy import is_available, lazy_import
 
-cudart = lazy_import("cuda.bindings.runtime", hint='pip install "cuda-bindings>=12.6,<13" (CUDA 12 drivers)')
+cudart = lazy_import("cuda.bindings.runtime", hint='pip install "qvggt-deploy[cuda]" (cuda-bindings>=12.6,<13, CUDA 12 drivers)')
 pycuda_driver = lazy_import("pycuda.driver", hint="pip install pycuda")
 
 NO_CUDA_PYTHON = ("no CUDA Python bindings are installed: pip install \"cuda-bindings>=12.6,<13\" "

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
 from qvggt_deploy.errors import QvggtError
+from qvggt_deploy.graph.walk import ONNX_DTYPE_BYTES
 from qvggt_deploy.model.presets import VGGTConfig, get_preset
 from qvggt_deploy.trt.profiles import GIB, Profile
 
@@ -56,9 +57,6 @@ ACTIVATION_MARGIN = 1.2
 #: Weight copies alive while TensorRT builds from ONNX: the parsed ONNX model in host memory, the
 #: network/engine weights on the device, the serialized plan (on unified memory all are one DRAM).
 BUILD_WEIGHT_COPIES = 3.0
-#: Bytes per element of ONNX TensorProto data types (INT4/UINT4 packed two per byte).
-ONNX_DTYPE_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8,
-                    16: 2, 17: 1, 18: 1, 19: 1, 20: 1, 21: 0.5, 22: 0.5}
 
 #: Measurements the model is checked against (tests/trt/test_memory.py). MiB unless said otherwise.
 CALIBRATION = {

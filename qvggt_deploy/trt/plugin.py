@@ -8,16 +8,16 @@ passes the node's attributes as plugin fields (INT attributes as ``kINT32``; a f
 lacks only gets a warning). A mismatch therefore fails late, on the Jetson, as "Plugin not found"
 or as a plugin built with a default field. :func:`check_plugin_nodes` catches it on any machine.
 
-The constants live in the kernel engineer's ``qvggt_deploy.ops.plugin_contract`` (``OP_TYPE``,
-``PLUGIN_VERSION``, ``PLUGIN_NAMESPACE``, ``ATTRIBUTES``, ``INPUTS``, ``check_node_attrs`` for the
-kernel's shape limits); :func:`load_contract` reads them into a :class:`PluginContract`.
+The constants live in :mod:`qvggt_deploy.ops.plugin_contract` (``OP_TYPE``, ``PLUGIN_VERSION``,
+``PLUGIN_NAMESPACE``, ``ATTRIBUTES``, ``INPUTS``, ``check_node_attrs`` for the kernel's shape
+limits); :func:`load_contract` reads them into a :class:`PluginContract`.
 """
 from __future__ import annotations
 
 import importlib
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from qvggt_deploy.errors import QvggtError
 
@@ -41,29 +41,15 @@ class PluginContract:
     check_attrs: Optional[Callable] = None
 
 
-def _first(module, names: Sequence[str], default=None):
-    for name in names:
-        if hasattr(module, name):
-            return getattr(module, name)
-    return default
-
-
 def load_contract(module_name: str = CONTRACT_MODULE) -> PluginContract:
-    """Read the contract constants from ``module_name`` (raises QvggtError if it is not there)."""
+    """Read the contract constants of ``module_name`` (QvggtError if it cannot be imported)."""
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise QvggtError(f"the plugin contract {module_name} is not available here ({exc}); it comes with the "
-                         f"W4A16 kernel (branch kernels)") from exc
-    name = _first(module, ("PLUGIN_NAME", "OP_TYPE", "PLUGIN_TYPE"))
-    if not name:
-        raise QvggtError(f"{module_name} defines no PLUGIN_NAME / OP_TYPE")
-    attrs = _first(module, ("ATTRIBUTES", "PLUGIN_ATTRIBUTES", "ATTRIBUTE_NAMES"), PluginContract.attributes)
-    inputs = _first(module, ("INPUTS", "INPUT_NAMES", "INPUT_ORDER"), PluginContract.inputs)
-    return PluginContract(name=str(name), version=str(_first(module, ("PLUGIN_VERSION",), "1")),
-                          namespace=str(_first(module, ("PLUGIN_NAMESPACE", "NAMESPACE"), "")),
-                          attributes=tuple(attrs if not isinstance(attrs, dict) else attrs.keys()),
-                          inputs=tuple(getattr(i, "name", i) for i in inputs),
+        raise QvggtError(f"the plugin contract {module_name} is not available here ({exc})") from exc
+    return PluginContract(name=str(module.OP_TYPE), version=str(module.PLUGIN_VERSION),
+                          namespace=str(module.PLUGIN_NAMESPACE), attributes=tuple(module.ATTRIBUTES),
+                          inputs=tuple(getattr(i, "name", i) for i in module.INPUTS),
                           check_attrs=getattr(module, "check_node_attrs", None))
 
 
@@ -90,7 +76,7 @@ def check_plugin_nodes(model, contract: PluginContract) -> List[str]:
     """
     import onnx
 
-    from qvggt_deploy.trt.memory import ONNX_DTYPE_BYTES
+    from qvggt_deploy.graph.walk import ONNX_DTYPE_BYTES
 
     problems: List[str] = []
     for node in model.graph.node:

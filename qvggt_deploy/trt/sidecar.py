@@ -32,11 +32,12 @@ from typing import Any, Dict, Mapping, Optional, Union
 from qvggt_deploy import __version__
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.fileio import sha256_file, write_json
+from qvggt_deploy.graph.metadata import PREFIX
 
 FORMAT = "qvggt-engine-sidecar"
 VERSION = 1
 #: ONNX metadata key under which the exporter records the recipe digest.
-RECIPE_DIGEST_KEYS = ("qvggt.recipe_digest", "recipe_digest")
+RECIPE_DIGEST_KEYS = (PREFIX + "recipe_digest", "recipe_digest")
 
 
 def sidecar_path(engine_path: Union[str, Path]) -> Path:

@@ -20,7 +20,8 @@ from typing import Dict, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from qvggt_deploy.backends.io import FRAMES_DIM, INPUT_NAME, OUTPUT_NAMES
+from qvggt_deploy.graph.io import FRAMES_DIM, INPUT_NAME, OUTPUT_NAMES
+from qvggt_deploy.graph.metadata import extra_props
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
 from qvggt_deploy.model.presets import VGGTConfig
@@ -123,8 +124,7 @@ def split_model(model: nn.Module, height: int, width: int) -> Tuple[SplitPlan, A
 def _export(module: nn.Module, args, path: Path, input_names, output_names, dynamic_axes, opset: int,
             metadata: Optional[Dict[str, str]]) -> Path:
     """``torch.onnx.export`` (TorchScript exporter, frames dynamic, metadata, one external-data file
-    past 1 GiB). The float graphs it writes are what the export engineer's QDQ passes take as input;
-    once ``qvggt export`` exposes its exporter function, this call is the one to replace."""
+    past 1 GiB). The parts are float graphs: the QDQ lowering of ``qvggt export`` does not run here."""
     from qvggt_deploy.fileio import atomic_path
     from qvggt_deploy.lazy import import_or_raise
 
@@ -160,15 +160,14 @@ def export_split(model: nn.Module, out_dir: Union[str, Path], height: int, width
     plan, agg, heads = split_model(model, height, width)
     out_dir = Path(out_dir)
     images = torch.rand(frames, 3, height, width)
-    meta = dict(metadata or {})
-    meta["qvggt.split"] = json.dumps(plan.to_dict())
+    meta = {**(metadata or {}), **extra_props(split=json.dumps(plan.to_dict()))}
     agg_path = _export(agg, (images,), out_dir / f"{stem}.aggregator.onnx", [INPUT_NAME], [TOKENS_NAME],
                        {INPUT_NAME: {0: FRAMES_DIM}, TOKENS_NAME: {2: FRAMES_DIM}}, opset,
-                       {**meta, "qvggt.part": "aggregator"})
+                       {**meta, **extra_props(part="aggregator")})
     with torch.no_grad():
         tokens = agg(images)
     dyn = {TOKENS_NAME: {2: FRAMES_DIM}, INPUT_NAME: {0: FRAMES_DIM}}
     dyn.update({name: {1: FRAMES_DIM} for name in OUTPUT_NAMES})
     heads_path = _export(heads, (tokens, images), out_dir / f"{stem}.heads.onnx", [TOKENS_NAME, INPUT_NAME],
-                         list(OUTPUT_NAMES), dyn, opset, {**meta, "qvggt.part": "heads"})
+                         list(OUTPUT_NAMES), dyn, opset, {**meta, **extra_props(part="heads")})
     return plan, agg_path, heads_path

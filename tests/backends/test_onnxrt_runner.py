@@ -1,12 +1,11 @@
 import numpy as np
-import onnx
 import pytest
 import torch
 from polygraphy.backend.base import BaseRunner
 from polygraphy.comparator import Comparator
 
 from qvggt_deploy.backends import get_backend
-from qvggt_deploy.backends.io import OUTPUT_NAMES
+from qvggt_deploy.graph.io import OUTPUT_NAMES
 from qvggt_deploy.backends.onnxrt.loader import QDQ_ACCURACY_KEY, SessionFromOnnx
 from qvggt_deploy.errors import QvggtError
 from tests.micro_exports import H, W

@@ -4,7 +4,7 @@ import torch
 from polygraphy.backend.base import BaseRunner
 
 from qvggt_deploy.backends import get_backend
-from qvggt_deploy.backends.io import OUTPUT_NAMES
+from qvggt_deploy.graph.io import OUTPUT_NAMES
 from qvggt_deploy.backends.torch.loader import ModelFromPreset
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.model import build_model

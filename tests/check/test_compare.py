@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from qvggt_deploy.backends import get_backend

@@ -1,7 +1,7 @@
 import onnx
 
 from qvggt_deploy.cli.main import main
-from qvggt_deploy.export.onnx import read_metadata
+from qvggt_deploy.graph.metadata import read_metadata
 from qvggt_deploy.model import build_model
 from qvggt_deploy.quant.rtn import rtn_recipe
 

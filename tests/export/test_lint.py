@@ -7,7 +7,7 @@ from onnx import TensorProto as TP
 
 from qvggt_deploy.cli.main import main
 from qvggt_deploy.export.lint import lint_file, lint_model
-from qvggt_deploy.export.tensors import pack_onnx_int4
+from qvggt_deploy.graph.tensors import pack_onnx_int4
 
 K, N, G = 64, 32, 32
 

@@ -6,9 +6,10 @@ import onnx
 import pytest
 import torch
 
-from qvggt_deploy.backends.io import OUTPUT_NAMES
+from qvggt_deploy.graph.io import OUTPUT_NAMES
 from qvggt_deploy.errors import QvggtError
-from qvggt_deploy.export.onnx import export_onnx, read_metadata, token_rule_layers
+from qvggt_deploy.export.onnx import export_onnx, token_rule_layers
+from qvggt_deploy.graph.metadata import read_metadata
 from qvggt_deploy.model import build_model
 from qvggt_deploy.quant.rtn import rtn_recipe
 from tests.micro_exports import H, W, micro_model

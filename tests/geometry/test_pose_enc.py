@@ -1,6 +1,5 @@
 import math
 
-import numpy as np
 import torch
 
 from qvggt_deploy.geometry import (extri_intri_to_pose_encoding, mat_to_quat, pose_encoding_to_extri_intri,

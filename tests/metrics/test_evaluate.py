@@ -39,7 +39,6 @@ def test_mean_skips_nan_and_ids():
 
 
 def test_camera_priors_never_look_at_images_and_score_as_documented():
-    from qvggt_deploy.data.synthetic import SceneConfig, generate_scene
     from qvggt_deploy.metrics.baselines import BASELINES, camera_prior_extrinsics
     from qvggt_deploy.metrics.camera import camera_metrics
 

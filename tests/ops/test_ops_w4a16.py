@@ -145,3 +145,26 @@ def test_linear_on_cuda_equals_cpu(cuda_library, cublas_min_m):
 ])
 def test_forced_split_workspace_follows_the_library_rule(split_k, m, n, k, expected):
     assert w4a16._forced_split_bytes(split_k, m, n, k) == expected
+
+
+def test_library_lookup_order(tmp_path, monkeypatch):
+    """$QVGGT_W4A16_LIB, then package data, then the checkout's kernels/build."""
+    from qvggt_deploy.ops import build
+
+    monkeypatch.delenv(w4a16.ENV_LIB, raising=False)
+    monkeypatch.setattr(w4a16, "PACKAGE_LIB", tmp_path / "lib")
+    monkeypatch.setenv(build.ENV_KERNELS, str(tmp_path / "none"))
+    assert w4a16.library_path() == tmp_path / "lib" / build.LIB_NAME  # nothing found: the package place
+    assert build.kernels_dir(required=False) is None
+    with pytest.raises(QvggtError, match="QVGGT_KERNELS_DIR"):
+        build.kernels_dir()
+    src = tmp_path / "kernels"
+    src.mkdir()
+    (src / "w4a16_gemm.cu").write_text("")
+    monkeypatch.setenv(build.ENV_KERNELS, str(src))
+    assert w4a16.library_path() == src / "build" / build.LIB_NAME
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / build.LIB_NAME).write_bytes(b"")
+    assert w4a16.library_path() == tmp_path / "lib" / build.LIB_NAME
+    monkeypatch.setenv(w4a16.ENV_LIB, str(tmp_path / "x.so"))
+    assert w4a16.library_path() == tmp_path / "x.so"

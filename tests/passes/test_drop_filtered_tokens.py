@@ -1,7 +1,6 @@
 import numpy as np
 import onnx_graphsurgeon as gs
 import pytest
-import torch
 
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.passes import get_pass

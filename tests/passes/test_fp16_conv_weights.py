@@ -3,7 +3,7 @@ import onnx_graphsurgeon as gs
 import pytest
 
 from qvggt_deploy.errors import QvggtError
-from qvggt_deploy.export.tensors import read_array
+from qvggt_deploy.graph.tensors import read_array
 from qvggt_deploy.passes import get_pass
 from tests.onnx_util import ort_run
 

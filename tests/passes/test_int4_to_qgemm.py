@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from qvggt_deploy.errors import QvggtError
-from qvggt_deploy.export.tensors import read_array
+from qvggt_deploy.graph.tensors import read_array
 from qvggt_deploy.passes import get_pass
 from qvggt_deploy.passes.int4_to_qgemm import channel_scales, int8_weights
 from tests.onnx_util import int4_matmul_graph, int4_weights, ort_run

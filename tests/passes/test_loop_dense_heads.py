@@ -4,7 +4,7 @@ import onnx_graphsurgeon as gs
 import pytest
 
 from qvggt_deploy.errors import QvggtError
-from qvggt_deploy.export.trace import DENSE_MARKER, MARKER_DOMAIN
+from qvggt_deploy.graph.markers import DENSE_MARKER, MARKER_DOMAIN
 from qvggt_deploy.passes import get_pass
 from tests.onnx_util import ort_run
 

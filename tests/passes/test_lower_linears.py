@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from qvggt_deploy.errors import QvggtError
-from qvggt_deploy.export.qdq import LinearLowering
+from qvggt_deploy.passes.lower_linears import LinearLowering
 from qvggt_deploy.passes import get_pass
 from qvggt_deploy.quant import quantizer
 from qvggt_deploy.quant.fake import QuantLinear
@@ -15,7 +15,7 @@ K, N, G = 64, 24, 32
 
 def marker_graph(calls=1):
     x = gs.Variable("x", dtype=np.float32, shape=[2, 5, K])
-    nodes, outs, t = [], [], x
+    nodes, outs = [], []
     for i in range(calls):
         y = gs.Variable(f"y{i}", dtype=np.float32, shape=[2, 5, N])
         nodes.append(gs.Node("Linear", domain="qvggt", name=f"m{i}", inputs=[x], outputs=[y],

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from qvggt_deploy.export.tensors import read_array
+from qvggt_deploy.graph.tensors import read_array
 from qvggt_deploy.ops import plugin_contract as contract
 from qvggt_deploy.ops.layout import unrepack_from_kernel
 from qvggt_deploy.passes import get_pass
@@ -39,3 +39,18 @@ def test_fp32_and_kernel_incompatible_gemms_are_not_rewritten():
     graph, _, _ = int4_matmul_graph(64, 20, 32, dtype=np.float16)  # N % 16 != 0
     get_pass("w4a16-plugin")(graph)
     assert sorted(n.op for n in graph.nodes) == ["Add", "DequantizeLinear", "MatMul"]
+
+
+def test_a_bias_of_another_dtype_stays_an_add():
+    """The shared matcher absorbs a bias only of the scale's type (an fp32 bias on an fp16 GEMM
+    is not the plugin's fp16 bias)."""
+    import onnx_graphsurgeon as gs
+
+    K, N, group = 128, 48, 32
+    graph, _, b = int4_matmul_graph(K, N, group, bias=True, dtype=np.float16)
+    add = next(n for n in graph.nodes if n.op == "Add")
+    add.inputs[1] = gs.Constant("w.bias_fp32", b.astype(np.float32))
+    get_pass("w4a16-plugin")(graph)
+    assert sorted(n.op for n in graph.nodes) == ["Add", contract.OP_TYPE]
+    plugin = next(n for n in graph.nodes if n.op == contract.OP_TYPE)
+    assert plugin.attrs[contract.ATTR_HAS_BIAS] == 0

@@ -1,6 +1,5 @@
 """Builder control flow against a recording fake ``tensorrt`` (what the profile sets), and the real
 build on a machine with TensorRT (skipped here)."""
-from pathlib import Path
 
 import pytest
 

@@ -7,7 +7,6 @@ import pytest
 from onnx import TensorProto, helper
 
 from qvggt_deploy.errors import QvggtError
-from qvggt_deploy.lazy import is_available
 from qvggt_deploy.trt.plugin import PluginContract, check_plugin_nodes, count_plugin_nodes, load_contract
 
 CONTRACT = PluginContract(name="QvggtW4A16Gemm", version="1", namespace="qvggt",
@@ -60,8 +59,9 @@ def test_mismatches_are_named(kwargs, problem):
 
 def test_load_contract_reads_module_constants(monkeypatch):
     module = types.ModuleType("fake_contract")
-    module.PLUGIN_NAME, module.PLUGIN_VERSION, module.PLUGIN_NAMESPACE = "QvggtW4A16Gemm", "1", "qvggt"
+    module.OP_TYPE, module.PLUGIN_VERSION, module.PLUGIN_NAMESPACE = "QvggtW4A16Gemm", "1", "qvggt"
     module.ATTRIBUTES = ("group_size", "in_features", "out_features", "has_bias")
+    module.INPUTS = ("x", "qweight", "scales", "bias")
     monkeypatch.setitem(sys.modules, "fake_contract", module)
     contract = load_contract("fake_contract")
     assert contract.name == "QvggtW4A16Gemm" and contract.namespace == "qvggt"
@@ -69,10 +69,6 @@ def test_load_contract_reads_module_constants(monkeypatch):
         load_contract("qvggt_deploy.no_such_contract")
 
 
-HAS_CONTRACT = is_available("qvggt_deploy.ops.plugin_contract")
-
-
-@pytest.mark.skipif(not HAS_CONTRACT, reason="the plugin contract (qvggt_deploy/ops/plugin_contract.py) is not merged")
 @pytest.mark.parametrize("bias", [True, False])
 def test_exported_plugin_node_matches_the_contract(bias):
     """A node as the exporter emits it (``make_plugin_node``: kernel-layout int32 weights, fp16
@@ -98,7 +94,6 @@ def test_exported_plugin_node_matches_the_contract(bias):
     assert any("group" in p for p in check_plugin_nodes(model, contract))
 
 
-@pytest.mark.skipif(not HAS_CONTRACT, reason="the plugin contract (qvggt_deploy/ops/plugin_contract.py) is not merged")
 def test_contract_module_check_runs():
     contract = load_contract()
     assert contract.check_attrs is not None

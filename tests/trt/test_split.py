@@ -3,10 +3,10 @@ import onnx
 import pytest
 import torch
 
-from qvggt_deploy.backends.io import OUTPUT_NAMES
+from qvggt_deploy.graph.io import OUTPUT_NAMES
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.model import build_model, get_preset
-from qvggt_deploy.trt.split import AggregatorPart, HeadsPart, export_split, plan_split, split_model
+from qvggt_deploy.trt.split import HeadsPart, export_split, plan_split, split_model
 
 
 def test_plan_vggt_1b():

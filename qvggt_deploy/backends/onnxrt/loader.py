@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from qvggt_deploy.backends.base import BaseLoader
+from polygraphy.backend.base import BaseLoader
+
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.lazy import lazy_import
 from qvggt_deploy.log import get_logger

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from qvggt_deploy.backends.base import BaseLoader
+from polygraphy.backend.base import BaseLoader
 
 
 class ModelFromPreset(BaseLoader):

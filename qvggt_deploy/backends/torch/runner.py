@@ -35,9 +35,8 @@ def _make_class():
             self.model = invoke_if_callable(self._model)
 
         def get_input_metadata_impl(self):
-            from polygraphy.common import TensorMetadata
-
             import numpy as np
+            from polygraphy.common import TensorMetadata
 
             return TensorMetadata().add("images", dtype=np.float32, shape=["frames", 3, self.height, self.width])
 

@@ -16,15 +16,15 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from polygraphy.backend.base import BaseRunner
 from polygraphy.common import TensorMetadata
 
-from qvggt_deploy.backends.io import INPUT_NAME, OUTPUT_NAMES
 from qvggt_deploy.backends.trt.loader import EngineFromPath
 from qvggt_deploy.errors import QvggtError
+from qvggt_deploy.graph.io import INPUT_NAME, OUTPUT_NAMES
 from qvggt_deploy.lazy import is_available as _importable
 from qvggt_deploy.log import get_logger
 from qvggt_deploy.trt.builder import NO_TENSORRT, trt

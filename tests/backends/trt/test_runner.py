@@ -49,9 +49,8 @@ def test_engine_path_of_a_split_build_lists_both(tmp_path):
 @pytest.mark.skipif(not HAS_TRT, reason="tensorrt is not installed")
 def test_runner_io_contract(tmp_path):
     """A float micro engine through TrtRunner has the common I/O names (needs a GPU + TensorRT)."""
-    import torch
 
-    from qvggt_deploy.backends.io import OUTPUT_NAMES
+    from qvggt_deploy.graph.io import OUTPUT_NAMES
     from qvggt_deploy.model import build_model, get_preset
     from qvggt_deploy.trt.builder import build_engine
     from qvggt_deploy.trt.profiles import parse_profile

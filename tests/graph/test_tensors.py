@@ -3,7 +3,7 @@ import onnx
 import pytest
 
 from qvggt_deploy.errors import QvggtError
-from qvggt_deploy.export.tensors import TensorStore, pack_onnx_int4, read_array, unpack_onnx_int4
+from qvggt_deploy.graph.tensors import TensorStore, pack_onnx_int4, read_array, unpack_onnx_int4
 
 
 @pytest.mark.parametrize("shape", [(4, 6), (3, 5), (1,), (7, 3, 2)])

@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from qvggt_deploy.errors import QvggtError
-from qvggt_deploy.export.validate import iter_graphs
+from qvggt_deploy.graph.walk import iter_graphs
 from qvggt_deploy.lazy import lazy_import
 from qvggt_deploy.log import get_logger
 
