@@ -21,13 +21,29 @@ def get_logger(module_name: str) -> logging.Logger:
     return logging.getLogger(f"{_ROOT}.{short}")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record is emitted: the stream may be replaced after
+    :func:`configure` (pytest's capture, a notebook), and the one seen then may be closed."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def configure(verbosity: int = 0) -> None:
     """Configure the root ``qvggt`` logger for CLI use: 0 = INFO, >0 = DEBUG, <0 = WARNING."""
     level = logging.INFO if verbosity == 0 else (logging.DEBUG if verbosity > 0 else logging.WARNING)
     root = logging.getLogger(_ROOT)
     root.setLevel(level)
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
         root.addHandler(handler)
     root.propagate = False

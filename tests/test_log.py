@@ -1,0 +1,19 @@
+import io
+import logging
+import sys
+
+from qvggt_deploy.log import configure, get_logger
+
+
+def test_cli_log_follows_a_replaced_stderr(monkeypatch):
+    """A log configured while one stderr was active writes to the stderr active at emit time,
+    never to the earlier (possibly closed) stream."""
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    configure()
+    first.close()
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", second)
+    get_logger("qvggt_deploy.test").info("hello")
+    assert "[INFO] hello" in second.getvalue()
+    logging.getLogger("qvggt").handlers.clear()
