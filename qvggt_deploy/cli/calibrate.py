@@ -40,9 +40,10 @@ class Calibrate(Command):
         add_calib_data_args(parser)
         add_method_args(parser)
         add_budget_args(parser)
-        add_out_arg(parser, "folder", "the recipe", required=False,
-                    extra="only an earlier recipe there is replaced; required unless --stats")
-        parser.add_argument("--stats", default=None, metavar="FILE",
+        target = parser.add_mutually_exclusive_group(required=True)
+        add_out_arg(target, "folder", "the recipe", required=False,
+                    extra="only an earlier recipe there is replaced; this or --stats")
+        target.add_argument("--stats", default=None, metavar="FILE",
                             help="write the float model's activation statistics to FILE (.safetensors) instead of "
                                  "calibrating (special tokens left out as --method says; an earlier statistics file "
                                  "is replaced); shared between processes under torchrun")
@@ -60,8 +61,6 @@ class Calibrate(Command):
 
         if args.stats:
             return write_statistics(args)
-        if not args.out:
-            raise QvggtError("--out is required (the recipe folder to write), unless --stats FILE")
         from qvggt_deploy.datasets.distributed import launched_by_torchrun
 
         if launched_by_torchrun():
@@ -131,8 +130,6 @@ def write_statistics(args) -> int:
     from qvggt_deploy.model.checkpoint import load_model
     from qvggt_deploy.quant.stats import collect_statistics, is_stats_file, save_statistics
 
-    if args.out:
-        raise QvggtError("--stats writes statistics only; drop --out (or --stats to calibrate)")
     check_output_file(args.stats, ours=is_stats_file, what="statistics file", option="--stats", force=args.force)
     apply_threads(args.threads)
     device = local_device(resolve_device(args.device))

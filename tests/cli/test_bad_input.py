@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import logging
 import os
 import random
 import shutil
@@ -31,31 +30,9 @@ MICRO = ["--preset", "micro"]
 
 
 # ---- fixtures --------------------------------------------------------------------------------
-class _CurrentStderr(logging.StreamHandler):
-    """Writes to whatever sys.stderr is at the time of the record (capsys swaps it per test)."""
-
-    @property
-    def stream(self):
-        import sys
-
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):
-        pass
-
-
 @pytest.fixture(autouse=True)
-def _log_to_captured_stderr(capsys, monkeypatch):
-    """The CLI's log handler is bound to the sys.stderr of the first run; give each test one
-    that capsys reads (pytest's capture handlers on the logger stay as they are)."""
-    root = logging.getLogger("qvggt")
-    handler = _CurrentStderr()
-    handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
-    root.addHandler(handler)
+def _no_progress(monkeypatch):
     monkeypatch.setenv("QVGGT_NO_PROGRESS", "1")
-    yield
-    root.removeHandler(handler)
 
 
 @pytest.fixture(scope="module")

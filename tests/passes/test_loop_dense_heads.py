@@ -87,6 +87,6 @@ def test_trt_target_refuses_the_loop(tmp_path):
     from qvggt_deploy.export.onnx import export_onnx
     from qvggt_deploy.model import build_model
 
-    with pytest.raises(QvggtError, match="dense_loop is for --target ort"):
+    with pytest.raises(QvggtError, match="dense-loop is for --target ort"):
         export_onnx(build_model("micro"), tmp_path / "m.onnx", height=56, width=56, target="trt", dense_loop=True)
     assert not (tmp_path / "m.onnx").exists()

@@ -131,15 +131,15 @@ def test_calibrate_stats_cli_writes_and_refuses(tmp_path, capsys, caplog, monkey
 
     from qvggt_deploy.cli.main import main
 
-    def said() -> str:  # the log handler writes to the stderr of the test that set it up first: read both
+    def said() -> str:
         return capsys.readouterr().err + caplog.text
 
     args = ["calibrate", "--preset", "micro", "--synthetic", "2", "--frames", "2", "--image-size", "56",
             "--threads", "1"]
-    assert main(args) == 1
-    assert "--out is required" in said()
-    assert main([*args, "--stats", str(tmp_path / "s.safetensors"), "--out", str(tmp_path / "r")]) == 1
-    assert "drop --out" in said()
+    assert main(args) == 2  # usage errors: one of --out and --stats, not both
+    assert "--out" in said()
+    assert main([*args, "--stats", str(tmp_path / "s.safetensors"), "--out", str(tmp_path / "r")]) == 2
+    assert "not allowed with" in said()
     foreign = tmp_path / "notes.safetensors"
     foreign.write_text("mine")
     assert main([*args, "--stats", str(foreign)]) == 1
