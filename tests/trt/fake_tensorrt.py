@@ -41,8 +41,8 @@ class BuilderFlag(enum.IntEnum):
 class Logger:
     WARNING = 2
 
-    def __init__(self, severity=2):
-        self.severity = severity
+    def __init__(self, min_severity=2):
+        self.min_severity = min_severity
 
 
 class HostMemory(bytes):
@@ -73,16 +73,16 @@ class Network:
     def num_inputs(self):
         return len(self._inputs)
 
-    def get_input(self, i):
-        return self._inputs[i]
+    def get_input(self, index):
+        return self._inputs[index]
 
 
 class OptimizationProfile:
     def __init__(self):
         self.shapes = {}
 
-    def set_shape(self, name, min, opt, max):
-        self.shapes[name] = (min, opt, max)
+    def set_shape(self, input, min, opt, max):
+        self.shapes[input] = (min, opt, max)
 
 
 class Config:
