@@ -78,7 +78,7 @@ def cudaMemcpyAsync(dst, src, count, kind, stream):
 
 
 class cudaStream_t:
-    """Like the real handle: an object, ``int()`` gives the address (the real calls take either)."""
+    """Like the real handle: an object whose ``int()`` is the handle (the real calls take either)."""
 
     def __init__(self, init_value=0):
         self._value = int(init_value)
