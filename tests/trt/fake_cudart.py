@@ -38,7 +38,7 @@ class cudaStreamCaptureMode(enum.IntEnum):
 OK = cudaError_t.cudaSuccess
 
 
-def cudaGetErrorString(err):
+def cudaGetErrorString(error):
     return OK, b"fake error"
 
 
@@ -50,8 +50,8 @@ def cudaMalloc(size):
     return OK, ptr
 
 
-def cudaFree(ptr):
-    _memory.pop(int(ptr), None)
+def cudaFree(devPtr):
+    _memory.pop(int(devPtr), None)
     return (OK,)
 
 
@@ -77,8 +77,18 @@ def cudaMemcpyAsync(dst, src, count, kind, stream):
     return (OK,)
 
 
+class cudaStream_t:
+    """Like the real handle: an object whose ``int()`` is the handle (the real calls take either)."""
+
+    def __init__(self, init_value=0):
+        self._value = int(init_value)
+
+    def __int__(self):
+        return self._value
+
+
 def cudaStreamCreate():
-    return OK, 7
+    return OK, cudaStream_t(7)
 
 
 def cudaStreamSynchronize(stream):
@@ -129,7 +139,7 @@ def cudaEventSynchronize(event):
 
 def cudaEventElapsedTime(start, end):
     if start.t is None or end.t is None:
-        return cudaError_t.cudaErrorInvalidValue, 0.0
+        return cudaError_t.cudaErrorInvalidValue, None
     return OK, (end.t - start.t) * 1e3
 
 
@@ -151,13 +161,13 @@ def cudaGraphInstantiate(graph, flags):
     return OK, dict(graph)
 
 
-def cudaGraphLaunch(graph_exec, stream):
-    time.sleep(graph_exec["seconds"])
+def cudaGraphLaunch(graphExec, stream):
+    time.sleep(graphExec["seconds"])
     COUNTS["graph_launches"] += 1
     return (OK,)
 
 
-def cudaGraphExecDestroy(graph_exec):
+def cudaGraphExecDestroy(graphExec):
     return (OK,)
 
 

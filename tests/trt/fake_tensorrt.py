@@ -41,8 +41,8 @@ class BuilderFlag(enum.IntEnum):
 class Logger:
     WARNING = 2
 
-    def __init__(self, severity=2):
-        self.severity = severity
+    def __init__(self, min_severity=2):
+        self.min_severity = min_severity
 
 
 class HostMemory(bytes):
@@ -73,16 +73,16 @@ class Network:
     def num_inputs(self):
         return len(self._inputs)
 
-    def get_input(self, i):
-        return self._inputs[i]
+    def get_input(self, index):
+        return self._inputs[index]
 
 
 class OptimizationProfile:
     def __init__(self):
         self.shapes = {}
 
-    def set_shape(self, name, min, opt, max):
-        self.shapes[name] = (min, opt, max)
+    def set_shape(self, input, min, opt, max):
+        self.shapes[input] = (min, opt, max)
 
 
 class Config:
@@ -136,14 +136,43 @@ class Builder:
         return HostMemory(b"PLAN")
 
 
+class ParserError:
+    """What ``OnnxParser.get_error`` returns: accessors are methods, as in the bindings."""
+
+    def __init__(self, desc, node=-1, node_name="", node_operator=""):
+        self._desc, self._node, self._node_name, self._node_operator = desc, node, node_name, node_operator
+
+    def desc(self):
+        return self._desc
+
+    def node(self):
+        return self._node
+
+    def node_name(self):
+        return self._node_name
+
+    def node_operator(self):
+        return self._node_operator
+
+
 class OnnxParser:
+    """Parses whatever it is given; fails with the ``ParserError`` list in ``STATE["parse_errors"]``."""
+
     def __init__(self, network, logger):
         self.network = network
-        self.num_errors = 0
+        self._errors = []
+
+    @property
+    def num_errors(self):
+        return len(self._errors)
+
+    def get_error(self, index):
+        return self._errors[index]
 
     def parse_from_file(self, model):
         STATE["parsed"] = model
-        return True
+        self._errors = list(STATE.get("parse_errors", []))
+        return not self._errors
 
 
 class Registry:

@@ -84,6 +84,21 @@ def test_failed_build_names_the_likely_cause(fake_trt, tmp_path, profile_doc, mo
     assert not (tmp_path / "e.engine").exists()
 
 
+def test_parse_errors_are_reported_by_node(fake_trt, tmp_path, profile_doc):
+    (tmp_path / "m.onnx").write_bytes(b"onnx")
+    errors = [fake_trt.ParserError("no importer", node=3, node_name="", node_operator="W4A16Linear")]
+    errors += [fake_trt.ParserError(f"bad attr {i}", node=i, node_name=f"/blk{i}/mm", node_operator="MatMul")
+               for i in range(5)]
+    fake_trt.STATE["parse_errors"] = errors
+    with pytest.raises(QvggtError) as info:
+        B.build_engine(tmp_path / "m.onnx", parse_profile(profile_doc), tmp_path / "e.engine")
+    text = str(info.value)
+    assert "node 3 (W4A16Linear): no importer" in text  # no node name: its index
+    assert "node /blk3/mm (MatMul): bad attr 3" in text and "bad attr 4" not in text
+    assert text.endswith("(+1 more)")
+    assert "built" not in fake_trt.STATE and not (tmp_path / "e.engine").exists()
+
+
 def test_missing_plugin_library(fake_trt, tmp_path):
     with pytest.raises(QvggtError, match="plugin library not found"):
         B.LoadPluginLibrary(tmp_path / "nope.so")()
