@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from qvggt_deploy.cli.main import main
-from tests.cli.test_bad_input import _log_to_captured_stderr  # noqa: F401  (autouse: errors on capsys)
 from tests.datasets.layouts import random_cameras, write_co3d, write_dtu, write_eth3d, write_re10k
 from tests.datasets.test_readers import _pil, _scene
 from tests.train.conftest import one_thread  # noqa: F401  (autouse: single-threaded)
