@@ -42,7 +42,7 @@ def configure(verbosity: int = 0) -> None:
     level = logging.INFO if verbosity == 0 else (logging.DEBUG if verbosity > 0 else logging.WARNING)
     root = logging.getLogger(_ROOT)
     root.setLevel(level)
-    if not root.handlers:
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):  # others may be tests' collectors
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
         root.addHandler(handler)

@@ -1,5 +1,4 @@
 import io
-import logging
 import sys
 
 from qvggt_deploy.log import configure, get_logger
@@ -16,4 +15,7 @@ def test_cli_log_follows_a_replaced_stderr(monkeypatch):
     monkeypatch.setattr(sys, "stderr", second)
     get_logger("qvggt_deploy.test").info("hello")
     assert "[INFO] hello" in second.getvalue()
-    logging.getLogger("qvggt").handlers.clear()
+    configure()  # configuring again adds no second handler
+    monkeypatch.setattr(sys, "stderr", third := io.StringIO())
+    get_logger("qvggt_deploy.test").info("once")
+    assert third.getvalue().count("once") == 1
