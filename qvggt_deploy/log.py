@@ -47,6 +47,10 @@ def configure(verbosity: int = 0) -> None:
         handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
         root.addHandler(handler)
     root.propagate = False
+    # A library's logging.config call (disable_existing_loggers) may have switched ours off.
+    for name, logger in logging.root.manager.loggerDict.items():
+        if isinstance(logger, logging.Logger) and (name == _ROOT or name.startswith(_ROOT + ".")):
+            logger.disabled = False
 
 
 def progress_enabled() -> bool:

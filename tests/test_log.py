@@ -19,3 +19,15 @@ def test_cli_log_follows_a_replaced_stderr(monkeypatch):
     monkeypatch.setattr(sys, "stderr", third := io.StringIO())
     get_logger("qvggt_deploy.test").info("once")
     assert third.getvalue().count("once") == 1
+
+
+def test_cli_log_survives_a_library_disabling_existing_loggers(monkeypatch):
+    import logging.config
+
+    logger = get_logger("qvggt_deploy.cli")
+    logging.config.dictConfig({"version": 1, "disable_existing_loggers": True})
+    assert logger.disabled
+    configure()
+    monkeypatch.setattr(sys, "stderr", out := io.StringIO())
+    logger.error("still heard")
+    assert "[ERROR] still heard" in out.getvalue()
