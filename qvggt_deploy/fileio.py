@@ -169,6 +169,17 @@ def atomic_path(path: PathLike, ours: Ours = None, force: bool = False) -> Itera
             tmp_path.unlink()
 
 
+def write_figure(fig, path: PathLike, dpi: int = 100) -> Path:
+    """Save a matplotlib figure as PNG through :func:`atomic_path`, then close it (pyplot keeps
+    every open figure alive otherwise)."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return path
+
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
     libc_name = ctypes.util.find_library("c")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-from qvggt_deploy.fileio import atomic_path, write_text
+from qvggt_deploy.fileio import write_figure, write_text
 
 
 def _gb(x) -> str:
@@ -48,11 +48,7 @@ def write_chart(results: Sequence[Dict[str, Any]], path, title: str = "") -> Pat
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return write_figure(fig, path, dpi=110)
 
 
 def _mib(x) -> str:

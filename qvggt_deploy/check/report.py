@@ -11,7 +11,7 @@ import numpy as np
 
 from qvggt_deploy.graph.io import OUTPUT_NAMES
 from qvggt_deploy.check.compare import TASK_METRICS, CheckResult
-from qvggt_deploy.fileio import atomic_path, write_json, write_text
+from qvggt_deploy.fileio import write_figure, write_json, write_text
 
 FIGURES = "figures"
 
@@ -133,11 +133,7 @@ def write_depth_figure(path, reference: np.ndarray, candidate: np.ndarray, label
             ax.axis("off")
             fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
-    return path
+    return write_figure(fig, path, dpi=90)
 
 
 def write_figures(result: CheckResult, out_dir, valid: Optional[Sequence[np.ndarray]] = None,

@@ -6,21 +6,13 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-from qvggt_deploy.fileio import atomic_path
+from qvggt_deploy.fileio import write_figure
 
 
 def _plt():
     import matplotlib.pyplot as plt  # the backend is the caller's (the CLI picks Agg)
 
     return plt
-
-
-def _save(fig, path) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    _plt().close(fig)
-    return path
 
 
 def depth_figure(images: np.ndarray, gt_depth: np.ndarray, predictions: Dict[str, Dict[str, np.ndarray]],
@@ -47,7 +39,7 @@ def depth_figure(images: np.ndarray, gt_depth: np.ndarray, predictions: Dict[str
     for ax in axes.flat:
         ax.axis("off")
     fig.tight_layout()
-    return _save(fig, path)
+    return write_figure(fig, path, dpi=100)
 
 
 def point_cloud_figure(images: np.ndarray, predictions: Dict[str, Dict[str, np.ndarray]], path,
@@ -73,4 +65,4 @@ def point_cloud_figure(images: np.ndarray, predictions: Dict[str, Dict[str, np.n
             axes[r][c].set_aspect("equal", adjustable="datalim")
             axes[r][c].tick_params(labelsize=6)
     fig.tight_layout()
-    return _save(fig, path)
+    return write_figure(fig, path, dpi=100)

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from qvggt_deploy.fileio import atomic_path, write_json
+from qvggt_deploy.fileio import write_figure, write_json
 from qvggt_deploy.log import get_logger, progress
 from qvggt_deploy.quant.capture import capture_inputs, swapped
 from qvggt_deploy.quant.config import get_precision
@@ -109,6 +109,4 @@ def plot_sensitivity(result: Dict, png_path) -> None:
     ax.set_title("Per-unit quantization sensitivity (RTN, one unit at a time)")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    write_figure(fig, png_path, dpi=120)
