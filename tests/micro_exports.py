@@ -101,3 +101,16 @@ def exports():
 @pytest.fixture()
 def images():
     return torch.rand(3, 3, H, W, generator=torch.Generator().manual_seed(7))
+
+
+def export_and_torch_args(variant: str, folder):
+    """The micro export of ``variant`` and the ``--preset micro --checkpoint [--recipe]`` arguments
+    that run the same model in PyTorch (checkpoint and recipe written into ``folder``)."""
+    from qvggt_deploy.model.checkpoint import save_checkpoint
+
+    result, ref, recipe = get_export(variant)
+    save_checkpoint(ref if recipe is None else get_export("fp32")[1], folder / "micro.pt")
+    args = ["--preset", "micro", "--checkpoint", str(folder / "micro.pt")]
+    if recipe is not None:
+        args += ["--recipe", str(recipe.save(folder / "recipe"))]
+    return result, args

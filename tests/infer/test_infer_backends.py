@@ -9,7 +9,7 @@ from PIL import Image
 from qvggt_deploy.cli.main import main
 from qvggt_deploy.data.writers import read_ply
 from qvggt_deploy.lazy import is_available
-from tests.micro_exports import get_export
+from tests.micro_exports import export_and_torch_args, get_export
 
 HAS_TRT = is_available("tensorrt")
 TOL = dict(rtol=1e-4, atol=1e-4)  # the export tests' bound on exact-mode ORT vs PyTorch outputs
@@ -74,13 +74,7 @@ def assert_same_folder(a, b, names=("a.png", "b.jpg"), n_points=56 * 56 + 56 * 4
 
 @pytest.mark.parametrize("variant", ["fp32", "w4a16"])
 def test_torch_and_ort_write_the_same_folder(tmp_path, photos, variant):
-    from qvggt_deploy.model.checkpoint import save_checkpoint
-
-    result, ref, recipe = get_export(variant)
-    save_checkpoint(ref if recipe is None else get_export("fp32")[1], tmp_path / "micro.pt")
-    torch_args = ["--preset", "micro", "--checkpoint", str(tmp_path / "micro.pt")]
-    if recipe is not None:
-        torch_args += ["--recipe", str(recipe.save(tmp_path / "recipe"))]
+    result, torch_args = export_and_torch_args(variant, tmp_path)
     a = infer(tmp_path, "torch", photos, "--backend", "torch", *torch_args)
     b = infer(tmp_path, "ort", photos, "--backend", "ort", "--model", str(result.path))
     assert_same_folder(a, b)

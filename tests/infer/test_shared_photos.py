@@ -10,7 +10,7 @@ import pytest
 
 from qvggt_deploy.cli.main import main
 from tests.infer.test_infer_backends import assert_same_folder
-from tests.micro_exports import get_export
+from tests.micro_exports import export_and_torch_args, get_export
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "images"
 # 779x520, 512x384 and 1280x960: three sizes, two aspect ratios, PNG and JPEG
@@ -36,13 +36,7 @@ def infer(out, photos, *extra):
 
 @pytest.mark.parametrize("variant", ["fp32", "w4a16"])
 def test_torch_and_ort_agree_on_real_photos(tmp_path, shared_photos, variant):
-    from qvggt_deploy.model.checkpoint import save_checkpoint
-
-    result, ref, recipe = get_export(variant)
-    save_checkpoint(ref if recipe is None else get_export("fp32")[1], tmp_path / "micro.pt")
-    torch_args = ["--preset", "micro", "--checkpoint", str(tmp_path / "micro.pt")]
-    if recipe is not None:
-        torch_args += ["--recipe", str(recipe.save(tmp_path / "recipe"))]
+    result, torch_args = export_and_torch_args(variant, tmp_path)
     # pad mode: both backends see the same 56x56 inputs (in crop mode PyTorch would run these
     # landscape photos at 42x56, while the exported file's input is fixed at 56x56)
     common = ["--conf-percentile", "0", "--mode", "pad"]
