@@ -54,7 +54,7 @@ def main() -> int:
             step = int(re.search(r"step_(\d+)", snap.name).group(1))
             if upto is not None and step > upto:
                 continue
-            model = build_model(get_preset(cfg["preset"]).replace(enable_track=cfg.get("enable_track", False)))
+            model = build_model(get_preset(cfg["preset"]).replace(enable_track=cfg.get("weight_track", 0) > 0 or cfg.get("enable_track", False)))
             load_checkpoint(snap, model)
             size = model.cfg.img_size
             res = evaluate_model(torch_model_fn(model), eval_scenes(args.scenes, args.frames, args.seed, (size, size)),

@@ -34,7 +34,8 @@ def main() -> int:
     state = torch.load(args.state, map_location="cpu", weights_only=False)
     if "probe" not in state:
         raise SystemExit(f"{args.state} holds no probe (train with --weight-abs-pose)")
-    model = build_model(get_preset(state["config"]["preset"]).replace(enable_track=False))
+    trained_track = state["config"].get("weight_track", 0) > 0
+    model = build_model(get_preset(state["config"]["preset"]).replace(enable_track=trained_track))
     model.load_state_dict(state["model"])
     model.eval()
     probe = AbsolutePoseProbe(2 * model.cfg.embed_dim)

@@ -44,6 +44,12 @@ class Train(Command):
         parser.add_argument("--weight-abs-pose", type=float, default=d.weight_abs_pose,
                             help="weight of the training-only absolute-pose probe on the camera tokens "
                                  f"(generated scenes know each frame's pose in the room). Defaults to {d.weight_abs_pose} (off).")
+        parser.add_argument("--weight-track", type=float, default=d.weight_track,
+                            help="weight of the track-head loss on ground-truth tracks from the generated scenes "
+                                 f"(correspondence supervision; builds the model with its track head). Defaults to "
+                                 f"{d.weight_track} (off: no track head in training).")
+        parser.add_argument("--track-points", type=int, default=d.track_points,
+                            help=f"query pixels per sample for --weight-track. Defaults to {d.track_points}.")
         parser.add_argument("--probe-every", type=int, default=d.probe_every,
                             help="log held-out camera figures beside the identity and forward priors every "
                                  "this many steps (16 fixed scenes, 4 frames, 224 px). Defaults to 0 (off).")
@@ -69,6 +75,7 @@ class Train(Command):
                           snapshot_every=args.snapshot_every, init_from=args.init_from,
                           weight_camera=args.weight_camera, weight_depth=args.weight_depth,
                           weight_point=args.weight_point, weight_abs_pose=args.weight_abs_pose,
+                          weight_track=args.weight_track, track_points=args.track_points,
                           probe_every=args.probe_every, dense_frames=args.dense_frames)
         train(cfg, args.out, resume=not args.no_resume, stop_at=args.stop_after)
         return 0

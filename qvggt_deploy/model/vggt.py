@@ -90,6 +90,8 @@ class VGGT(nn.Module):
         if self.track_head is not None and query_points is not None:
             track_list, vis, conf = self.track_head(tokens_list, images, patch_start_idx, query_points)
             predictions["track"] = track_list[-1]
+            if self.training:  # every refinement round, for the loss
+                predictions["track_list"] = track_list
             predictions["vis"] = vis
             predictions["conf"] = conf
         if not self.training:

@@ -34,6 +34,7 @@ from qvggt_deploy.model import build_model, get_preset, load_checkpoint, save_ch
 from qvggt_deploy.train.data import get_curriculum, make_batch, phase_at
 from qvggt_deploy.train.losses import normalize_ground_truth, vggt_loss
 from qvggt_deploy.train.pose_probe import AbsolutePoseProbe, CameraTokenTap, absolute_pose_loss, camera_go_no_go
+from qvggt_deploy.train.tracks import ground_truth_tracks, sample_query_points, track_loss
 
 logger = get_logger(__name__)
 
@@ -42,8 +43,9 @@ logger = get_logger(__name__)
 class TrainConfig:
     """Everything that determines a training run (saved as ``config.json``).
 
-    ``enable_track`` defaults to False: the track head is not trained here (it has no loss);
-    a checkpoint for the full preset gets its track head from a seeded random init.
+    ``weight_track`` > 0 trains the track head on ground-truth tracks of ``track_points`` query
+    pixels per sample (:mod:`qvggt_deploy.train.tracks`); at 0 the model is built without it
+    and a checkpoint for the full preset gets its track head from a seeded random init.
     ``init_from`` starts from existing weights (a second stage: fresh optimizer and schedule);
     ``weight_*`` scale the three losses (VGGT: camera 5, depth 1, points 1); ``weight_abs_pose``
     > 0 adds the training-only absolute-pose probe (:mod:`qvggt_deploy.train.pose_probe`).
@@ -61,7 +63,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     curriculum: str = "default"
-    enable_track: bool = False
+    weight_track: float = 0.0
+    track_points: int = 64
     weight_camera: float = 5.0
     weight_depth: float = 1.0
     weight_point: float = 1.0
@@ -77,10 +80,11 @@ class TrainConfig:
 def _load_init(model: torch.nn.Module, path: str, preset: str, probe: Optional[torch.nn.Module] = None) -> None:
     """Start from ``path``: weights of the trained heads, or of the full preset (its track head,
     not trained here, is then dropped), or another run's ``state.pt`` (its model and, when both
-    runs have one, its absolute-pose probe). Errors name the file."""
+    runs have one, its absolute-pose probe). A track head that the source lacks keeps its seeded
+    init. Errors name the file."""
     if Path(path).name == "state.pt":
         state = torch.load(path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
+        _load_except_track_head(model, state["model"], path)
         if probe is not None and "probe" in state:
             probe.load_state_dict(state["probe"])
         logger.info("initialised from %s (step %d of that run)", path, int(state["step"]))
@@ -95,20 +99,36 @@ def _load_init(model: torch.nn.Module, path: str, preset: str, probe: Optional[t
     logger.info("initialised from %s", path)
 
 
+def _load_except_track_head(model: torch.nn.Module, weights: Dict[str, torch.Tensor], path: str) -> None:
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.startswith("track_head.")]
+    if missing or unexpected:
+        raise QvggtError(f"{path}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
 def forward_for_training(model: torch.nn.Module, images: torch.Tensor, gt: Dict[str, torch.Tensor],
-                         dense_frames: int):
+                         dense_frames: int, query_points: Optional[torch.Tensor] = None):
     """The model's forward for a training step, with the dense heads on ``dense_frames`` random
     frames (all when 0 or >= S). Returns predictions and the ground truth cut to the same frames
-    for the dense keys (the camera keeps all frames). Frames are drawn from torch's global RNG,
-    which the resumable state holds."""
+    for the dense keys (the camera and the track head keep all frames). Frames are drawn from
+    torch's global RNG, which the resumable state holds."""
     S = images.shape[1]
     if dense_frames <= 0 or dense_frames >= S:
-        return model(images), gt
+        return model(images, query_points=query_points), gt
     index = torch.randperm(S)[:dense_frames].sort().values
     sub_gt = dict(gt)
     for key in ("depth", "mask", "world_points"):
         sub_gt[key] = gt[key][:, index]
-    return model(images, dense_frames=index), sub_gt
+    return model(images, query_points=query_points, dense_frames=index), sub_gt
+
+
+def _track_targets(cfg: "TrainConfig", step: int, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Query pixels (a pure function of seed and step, so resume stays exact) and their tracks."""
+    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    query = sample_query_points(batch["mask"][:, 0], cfg.track_points, generator)
+    gt = ground_truth_tracks(query, batch["world_points"], batch["mask"], batch["depth"],
+                             batch["extrinsics"], batch["intrinsics"])
+    return {"query_points": query, **gt}
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -177,7 +197,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model_cfg = get_preset(cfg.preset).replace(enable_track=cfg.enable_track)
+    model_cfg = get_preset(cfg.preset).replace(enable_track=cfg.weight_track > 0)
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg, seed=cfg.seed)
     probe = AbsolutePoseProbe(2 * model_cfg.embed_dim) if cfg.weight_abs_pose > 0 else None
@@ -228,8 +248,15 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
             lr = lr_at(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            pred, gt = forward_for_training(model, batch["images"], gt, cfg.dense_frames)
+            tracks = _track_targets(cfg, step, batch) if cfg.weight_track > 0 else None
+            pred, gt = forward_for_training(model, batch["images"], gt, cfg.dense_frames,
+                                            None if tracks is None else tracks["query_points"])
             losses = vggt_loss(pred, gt, cfg.weight_camera, cfg.weight_depth, cfg.weight_point)
+            if tracks is not None:
+                track = track_loss(pred["track_list"], pred["vis"], tracks["tracks"], tracks["visible"],
+                                   batch["images"].shape[-1])
+                losses["loss"] = losses["loss"] + cfg.weight_track * track.pop("loss_track")
+                losses.update(track)
             if probe is not None:
                 abs_pose = absolute_pose_loss(probe(tap.tokens), batch["scene_extrinsics"])
                 losses["loss"] = losses["loss"] + cfg.weight_abs_pose * abs_pose["loss_abs_pose"]
@@ -272,6 +299,6 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
         return model
     save_checkpoint(full_state_dict(model, cfg.preset, cfg.seed), out / "model.safetensors",
                     metadata={"preset": cfg.preset, "steps": cfg.steps, "seed": cfg.seed,
-                              "enable_track": cfg.enable_track, "curriculum": cfg.curriculum})
+                              "weight_track": cfg.weight_track, "curriculum": cfg.curriculum})
     logger.info("trained %s for %d steps -> %s", cfg.preset, cfg.steps, out / "model.safetensors")
     return model

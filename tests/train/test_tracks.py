@@ -1,0 +1,87 @@
+import json
+
+import torch
+
+from qvggt_deploy.data.synthetic import SceneConfig, generate_scene
+from qvggt_deploy.train import TrainConfig, train
+from qvggt_deploy.train.tracks import ground_truth_tracks, sample_query_points, track_loss
+
+
+def _scene_batch(seed=3, frames=3, size=56):
+    scene = generate_scene(seed, SceneConfig(frames=frames, image_size=(size, size)))
+    keys = ("world_points", "mask", "depth", "extrinsics", "intrinsics")
+    return {k: getattr(scene, k)[None] for k in keys}
+
+
+def _tracks(batch, count=48, seed=0):
+    query = sample_query_points(batch["mask"][:, 0], count, torch.Generator().manual_seed(seed))
+    return query, ground_truth_tracks(query, batch["world_points"], batch["mask"], batch["depth"],
+                                      batch["extrinsics"], batch["intrinsics"])
+
+
+def test_visible_tracks_land_on_the_same_world_point():
+    batch = _scene_batch()
+    query, gt = _tracks(batch)
+    assert torch.equal(gt["tracks"][:, 0], query) and gt["visible"][:, 0].all()
+    x, y = query[0, :, 0].long(), query[0, :, 1].long()
+    origin = batch["world_points"][0, 0, y, x]
+    seen = 0
+    for s in range(1, 3):
+        vis = gt["visible"][0, s]
+        u, v = gt["tracks"][0, s, vis].round().long().unbind(-1)
+        landed = batch["world_points"][0, s, v, u]
+        # The nearest pixel's world point is within about a pixel footprint of the query's.
+        err = (landed - origin[vis]).norm(dim=-1) / origin[vis].norm(dim=-1)
+        assert err.median() < 0.02
+        seen += int(vis.sum())
+    assert seen > 24
+
+
+def test_points_behind_an_occluder_or_outside_the_image_are_not_visible():
+    H = W = 8
+    K = torch.tensor([[8.0, 0, 4], [0, 8.0, 4], [0, 0, 1]]).expand(1, 2, 3, 3)
+    E = torch.zeros(1, 2, 3, 4)
+    E[..., :3, :3] = torch.eye(3)
+    depth = torch.full((1, 2, H, W), 2.0)
+    depth[0, 1, :, 4:] = 1.0  # frame 1: something nearer covers the right half
+    mask = torch.ones(1, 2, H, W, dtype=torch.bool)
+    v, u = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    pts = torch.stack([(u - 4) * 2.0 / 8, (v - 4) * 2.0 / 8, torch.full((H, W), 2.0)], -1).float()
+    world = pts.expand(1, 2, H, W, 3).clone()
+    query = torch.tensor([[[1.0, 1.0], [6.0, 1.0]]])
+    gt = ground_truth_tracks(query, world, mask, depth, E, K)
+    assert gt["visible"][0, 1].tolist() == [True, False]
+    E[0, 1, 0, 3] = -2.0  # frame 1 moved 2 m to the right: both points leave the image
+    depth[0, 1] = 2.0
+    gt = ground_truth_tracks(query, world, mask, depth, E, K)
+    assert gt["visible"][0, 1].tolist() == [False, False]
+
+
+def test_track_loss_counts_only_visible_points_of_later_frames():
+    gt = torch.rand(1, 3, 5, 2) * 50
+    visible = torch.ones(1, 3, 5, dtype=torch.bool)
+    visible[0, 2, 4] = False
+    vis_pred = visible.float().clamp(0.01, 0.99)
+    exact = track_loss([gt.clone()], vis_pred, gt, visible, image_size=56)
+    pred = gt.clone()
+    pred[0, 0] += 10  # frame 0 is the query itself
+    pred[0, 2, 4] += 10  # not visible
+    assert track_loss([pred], vis_pred, gt, visible, 56)["loss_track"] == exact["loss_track"]
+    pred[0, 1, 0, 0] += 14
+    worse = track_loss([pred], vis_pred, gt, visible, 56)
+    assert worse["loss_track"] > exact["loss_track"] and worse["track_px"] > exact["track_px"]
+
+
+def test_training_with_tracks_resumes_bit_exact_and_trains_the_track_head(tmp_path):
+    cfg = TrainConfig(preset="micro", steps=2, warmup=1, log_every=1, ckpt_every=1, snapshot_every=10,
+                      weight_track=1.0, track_points=8)
+    straight = train(cfg, tmp_path / "a")
+    train(cfg, tmp_path / "b", stop_at=1)
+    resumed = train(cfg, tmp_path / "b")
+    for (name, p), q in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(p, q), name
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert all("track_px" in r and "track_vis_bce" in r for r in log)
+    untrained = train(TrainConfig(**{**cfg.__dict__, "lr": 0.0, "steps": 1}), tmp_path / "c")
+    assert not torch.equal(straight.track_head.tracker.vis_predictor[0].weight,
+                           untrained.track_head.tracker.vis_predictor[0].weight)
