@@ -80,18 +80,27 @@ def camera_go_no_go(model: nn.Module, num_scenes: int = 16, frames: int = 4, ima
     """Held-out camera figures beside the priors' (fixed scenes; see the module docstring).
 
     Returns mean RRE of the model and of identity rotations, median RRE, and AUC@30 of the
-    model and of the best prior (identity, identity + forward translation).
+    model and of the best prior (identity, identity + forward translation); the global-attention
+    match ratio (:mod:`qvggt_deploy.train.attention_match`); with a track head, its median pixel
+    error on visible ground-truth tracks.
     """
+    from qvggt_deploy.train.attention_match import attention_match_ratio
     from qvggt_deploy.geometry import pose_encoding_to_extri_intri
     from qvggt_deploy.metrics.baselines import camera_prior_extrinsics
     from qvggt_deploy.metrics.camera import auc, relative_pose_errors
 
     was_training = model.training
     model.eval()
-    rre, rte, prior_err = [], [], {}
+    rre, rte, prior_err, track_err = [], [], {}, []
+    scenes = _heldout_scenes(num_scenes, frames, image_size)
     try:
-        for scene in _heldout_scenes(num_scenes, frames, image_size):
-            pose_enc = model(scene.images[None])["pose_enc"][0]
+        for scene in scenes:
+            query = _track_queries(scene) if getattr(model, "track_head", None) is not None else None
+            pred = model(scene.images[None], query_points=None if query is None else query["query_points"])
+            if query is not None:
+                seen = query["visible"][0, 1:]
+                track_err.append((pred["track"][0, 1:] - query["tracks"][0, 1:]).norm(dim=-1)[seen])
+            pose_enc = pred["pose_enc"][0]
             extr, _ = pose_encoding_to_extri_intri(pose_enc[None], (image_size, image_size))
             r, t = relative_pose_errors(extr[0], scene.extrinsics)
             rre.append(r)
@@ -99,6 +108,7 @@ def camera_go_no_go(model: nn.Module, num_scenes: int = 16, frames: int = 4, ima
             for name in ("identity", "forward"):
                 pr, pt = relative_pose_errors(camera_prior_extrinsics(name, scene), scene.extrinsics)
                 prior_err.setdefault(name, []).append((pr, pt))
+        match = attention_match_ratio(model, scenes)
     finally:
         model.train(was_training)
     rre_all, rte_all = torch.cat(rre), torch.cat(rte)
@@ -112,4 +122,17 @@ def camera_go_no_go(model: nn.Module, num_scenes: int = 16, frames: int = 4, ima
         if name == "identity":
             out["identity_rre_deg"] = float(pr.mean())
     out["best_prior_auc30"] = max(priors.values())
+    out["attn_match_best"] = match["attn_match_best"]
+    if track_err:
+        out["heldout_track_px_median"] = float(torch.cat(track_err).median())
     return out
+
+
+def _track_queries(scene, count: int = 64) -> Dict[str, torch.Tensor]:
+    """Fixed query pixels of frame 0 and their true tracks (held-out check of the track head)."""
+    from qvggt_deploy.train.tracks import ground_truth_tracks, sample_query_points
+
+    query = sample_query_points(scene.mask[None, 0], count, torch.Generator().manual_seed(0))
+    gt = ground_truth_tracks(query, scene.world_points[None], scene.mask[None], scene.depth[None],
+                             scene.extrinsics[None], scene.intrinsics[None])
+    return {"query_points": query, **gt}

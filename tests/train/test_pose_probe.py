@@ -52,3 +52,4 @@ def test_go_no_go_puts_the_model_beside_the_priors():
     assert model.training  # restored
     assert set(out) >= {"heldout_rre_deg", "identity_rre_deg", "heldout_auc30", "best_prior_auc30"}
     assert out["identity_rre_deg"] > 0 and 0 <= out["best_prior_auc30"] <= 100
+    assert out["attn_match_best"] > 0 and out["heldout_track_px_median"] >= 0  # micro has a track head

@@ -85,3 +85,24 @@ def test_training_with_tracks_resumes_bit_exact_and_trains_the_track_head(tmp_pa
     untrained = train(TrainConfig(**{**cfg.__dict__, "lr": 0.0, "steps": 1}), tmp_path / "c")
     assert not torch.equal(straight.track_head.tracker.vis_predictor[0].weight,
                            untrained.track_head.tracker.vis_predictor[0].weight)
+
+
+def test_patch_matches_of_identical_views_are_the_same_patch():
+    from qvggt_deploy.train.attention_match import patch_matches
+
+    scene = generate_scene(5, SceneConfig(frames=2, image_size=(56, 56))).subset([0, 0])
+    (pairs,) = patch_matches(scene, 14)
+    assert len(pairs) > 0 and torch.equal(pairs[:, 0], pairs[:, 1])
+
+
+def test_uniform_attention_scores_chance():
+    from qvggt_deploy.model import build_model
+    from qvggt_deploy.train.attention_match import attention_match_ratio
+
+    model = build_model("micro", seed=0).eval()
+    for block in model.aggregator.global_blocks:  # zero queries and keys: every logit is 0
+        torch.nn.init.zeros_(block.attn.qkv.weight)
+        torch.nn.init.zeros_(block.attn.qkv.bias)
+    scenes = [generate_scene(s, SceneConfig(frames=3, image_size=(56, 56))) for s in (1, 2)]
+    out = attention_match_ratio(model, scenes)
+    assert abs(out["attn_match_best"] - 1.0) < 1e-4

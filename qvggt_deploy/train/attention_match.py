@@ -1,0 +1,99 @@
+"""How much of the aggregator's global attention falls on the truly matching patch.
+
+Why: a camera loss can fall while the model still ignores the other views. If global attention
+links a patch of frame s to the patch of frame 0 that shows the same surface point, cross-view
+correspondence is available to the camera; at 1x chance it is not. The ratio is the attention mass
+a frame-s patch puts on its matching frame-0 patch, divided by the uniform share ``1 / (S * N)``
+(``N`` tokens per frame), averaged over matched patches; the best head of each global block is
+reported, since one head is enough to carry the match.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import torch
+from torch import nn
+
+from qvggt_deploy.train.tracks import ground_truth_tracks
+
+
+def patch_matches(scene, patch_size: int) -> List[torch.Tensor]:
+    """Per frame s >= 1: ``[M, 2]`` pairs (frame-0 patch, frame-s patch) whose centres show the same
+    surface point (frame 0's patch centres tracked into frame s, visible there)."""
+    _, H, W = scene.depth.shape
+    rows, cols = H // patch_size, W // patch_size
+    ys, xs = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+    centres = torch.stack([xs.flatten() * patch_size + patch_size // 2,
+                           ys.flatten() * patch_size + patch_size // 2], dim=-1).float()
+    gt = ground_truth_tracks(centres[None], scene.world_points[None], scene.mask[None], scene.depth[None],
+                             scene.extrinsics[None], scene.intrinsics[None])
+    out = []
+    for s in range(1, scene.depth.shape[0]):
+        visible = gt["visible"][0, s] & gt["visible"][0, 0]
+        u, v = gt["tracks"][0, s, visible].unbind(-1)
+        target = (v.long().clamp(0, H - 1) // patch_size) * cols + u.long().clamp(0, W - 1) // patch_size
+        out.append(torch.stack([torch.nonzero(visible)[:, 0], target], dim=-1))
+    return out
+
+
+class _GlobalInputs:
+    """Forward pre-hooks keeping each global block's attention input (normed tokens, positions)."""
+
+    def __init__(self, aggregator: nn.Module):
+        self.inputs: List = []
+        self.handles = [block.attn.register_forward_pre_hook(self._keep, with_kwargs=True)
+                        for block in aggregator.global_blocks]
+
+    def _keep(self, module, args, kwargs):
+        self.inputs.append((module, args[0], kwargs.get("pos")))
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def _attention_probs(attn: nn.Module, x: torch.Tensor, pos: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    """Softmax attention of the ``queries`` token indices over all tokens: ``[heads, Q, T]``."""
+    B, T, C = x.shape
+    qkv = attn.qkv(x).reshape(B, T, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    q, k = attn.q_norm(qkv[0]), attn.k_norm(qkv[1])
+    if attn.rope is not None and pos is not None:
+        q, k = attn.rope(q, pos), attn.rope(k, pos)
+    logits = q[0, :, queries] @ k[0].transpose(-1, -2) / attn.head_dim ** 0.5
+    return logits.softmax(-1)
+
+
+@torch.no_grad()
+def attention_match_ratio(model: nn.Module, scenes) -> Dict[str, float]:
+    """Best-head match ratio per global block over ``scenes`` (each ``[S,3,H,W]`` frames with
+    ground truth), plus ``attn_match_best`` (the highest). 1.0 is chance."""
+    aggregator = model.aggregator
+    patch, start = aggregator.patch_size, aggregator.patch_start_idx
+    sums, counts = None, 0
+    for scene in scenes:
+        S = scene.images.shape[0]
+        tap = _GlobalInputs(aggregator)
+        try:
+            aggregator(scene.images[None])
+        finally:
+            tap.remove()
+        n_tokens = tap.inputs[0][1].shape[1] // S
+        matches = patch_matches(scene, patch)
+        query = torch.cat([s * n_tokens + start + m[:, 1] for s, m in enumerate(matches, start=1)])
+        key = torch.cat([start + m[:, 0] for m in matches])
+        if query.numel() == 0:
+            continue
+        ratios = []
+        for attn, x, pos in tap.inputs:
+            probs = _attention_probs(attn, x, pos, query)  # [heads, Q, T]
+            mass = probs.gather(-1, key.view(1, -1, 1).expand(probs.shape[0], -1, 1))[..., 0]
+            ratios.append(mass.sum(-1) * S * n_tokens)  # per head, summed over queries
+        stacked = torch.stack(ratios)  # [blocks, heads]
+        sums = stacked if sums is None else sums + stacked
+        counts += query.numel()
+    if sums is None:
+        return {"attn_match_best": float("nan")}
+    per_block = (sums / counts).max(dim=-1).values
+    out = {f"attn_match_block{i}": round(float(r), 3) for i, r in enumerate(per_block)}
+    out["attn_match_best"] = round(float(per_block.max()), 3)
+    return out
