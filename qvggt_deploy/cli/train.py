@@ -50,6 +50,13 @@ class Train(Command):
                                  f"{d.weight_track} (off: no track head in training).")
         parser.add_argument("--track-points", type=int, default=d.track_points,
                             help=f"query pixels per sample for --weight-track. Defaults to {d.track_points}.")
+        parser.add_argument("--weight-attn-match", type=float, default=d.weight_attn_match,
+                            help="weight of the attention-matching loss: head 0 of every global block is pulled "
+                                 "towards the true frame-0 patch of a later frame's patch (correspondence "
+                                 f"supervision). Defaults to {d.weight_attn_match} (off).")
+        parser.add_argument("--attn-match-per-frame", type=int, default=d.attn_match_per_frame,
+                            help=f"matched patches per later frame for --weight-attn-match. Defaults to "
+                                 f"{d.attn_match_per_frame}.")
         parser.add_argument("--probe-every", type=int, default=d.probe_every,
                             help="log held-out camera figures beside the identity and forward priors every "
                                  "this many steps (16 fixed scenes, 4 frames, 224 px). Defaults to 0 (off).")
@@ -76,6 +83,7 @@ class Train(Command):
                           weight_camera=args.weight_camera, weight_depth=args.weight_depth,
                           weight_point=args.weight_point, weight_abs_pose=args.weight_abs_pose,
                           weight_track=args.weight_track, track_points=args.track_points,
+                          weight_attn_match=args.weight_attn_match, attn_match_per_frame=args.attn_match_per_frame,
                           probe_every=args.probe_every, dense_frames=args.dense_frames)
         train(cfg, args.out, resume=not args.no_resume, stop_at=args.stop_after)
         return 0

@@ -6,12 +6,17 @@ correspondence is available to the camera; at 1x chance it is not. The ratio is 
 a frame-s patch puts on its matching frame-0 patch, divided by the uniform share ``1 / (S * N)``
 (``N`` tokens per frame), averaged over matched patches; the best head of each global block is
 reported, since one head is enough to carry the match.
+
+:func:`attention_match_loss` turns the same correspondences into a training signal: cross-entropy
+pulling one head of every global block from a frame-s patch towards its frame-0 match.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Dict, List
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from qvggt_deploy.train.tracks import ground_truth_tracks
@@ -19,7 +24,8 @@ from qvggt_deploy.train.tracks import ground_truth_tracks
 
 def patch_matches(scene, patch_size: int) -> List[torch.Tensor]:
     """Per frame s >= 1: ``[M, 2]`` pairs (frame-0 patch, frame-s patch) whose centres show the same
-    surface point (frame 0's patch centres tracked into frame s, visible there)."""
+    surface point (frame 0's patch centres tracked into frame s, visible there). ``scene`` has the
+    ground-truth fields of :class:`~qvggt_deploy.data.synthetic.Scene` (one sample, ``[S, ...]``)."""
     _, H, W = scene.depth.shape
     rows, cols = H // patch_size, W // patch_size
     ys, xs = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
@@ -31,12 +37,12 @@ def patch_matches(scene, patch_size: int) -> List[torch.Tensor]:
     for s in range(1, scene.depth.shape[0]):
         visible = gt["visible"][0, s] & gt["visible"][0, 0]
         u, v = gt["tracks"][0, s, visible].unbind(-1)
-        target = (v.long().clamp(0, H - 1) // patch_size) * cols + u.long().clamp(0, W - 1) // patch_size
+        target = (v.round().long().clamp(0, H - 1) // patch_size) * cols + u.round().long().clamp(0, W - 1) // patch_size
         out.append(torch.stack([torch.nonzero(visible)[:, 0], target], dim=-1))
     return out
 
 
-class _GlobalInputs:
+class GlobalAttentionInputs:
     """Forward pre-hooks keeping each global block's attention input (normed tokens, positions)."""
 
     def __init__(self, aggregator: nn.Module):
@@ -52,15 +58,49 @@ class _GlobalInputs:
             handle.remove()
 
 
-def _attention_probs(attn: nn.Module, x: torch.Tensor, pos: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
-    """Softmax attention of the ``queries`` token indices over all tokens: ``[heads, Q, T]``."""
+def _attention_logits(attn: nn.Module, x: torch.Tensor, pos: torch.Tensor, queries: torch.Tensor,
+                      heads: slice = slice(None)) -> torch.Tensor:
+    """Attention logits of the ``queries`` token indices over all tokens of one sample
+    (``x [1, T, C]``): ``[heads, Q, T]``."""
     B, T, C = x.shape
     qkv = attn.qkv(x).reshape(B, T, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-    q, k = attn.q_norm(qkv[0]), attn.k_norm(qkv[1])
+    q, k = attn.q_norm(qkv[0][:, heads]), attn.k_norm(qkv[1][:, heads])
     if attn.rope is not None and pos is not None:
         q, k = attn.rope(q, pos), attn.rope(k, pos)
-    logits = q[0, :, queries] @ k[0].transpose(-1, -2) / attn.head_dim ** 0.5
-    return logits.softmax(-1)
+    return q[0, :, queries] @ k[0].transpose(-1, -2) / attn.head_dim ** 0.5
+
+
+def _attention_probs(attn: nn.Module, x: torch.Tensor, pos: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    return _attention_logits(attn, x, pos, queries).softmax(-1)
+
+
+def attention_match_loss(inputs, batch: Dict[str, torch.Tensor], patch_size: int, patch_start: int,
+                         per_frame: int, generator: torch.Generator) -> torch.Tensor:
+    """Mean cross-entropy of head 0 of every global block (``inputs`` from
+    :class:`GlobalAttentionInputs` of this step's forward) over up to ``per_frame`` matched patches
+    of each later frame, against the matching frame-0 patch. ``batch`` holds the raw ground truth
+    ``[B, S, ...]`` (depth, mask, world_points, extrinsics, intrinsics)."""
+    B, S = batch["depth"].shape[:2]
+    n_tokens = inputs[0][1].shape[1] // S
+    total, terms = batch["depth"].new_zeros(()), 0
+    for b in range(B):
+        sample = SimpleNamespace(**{k: batch[k][b] for k in ("depth", "mask", "world_points", "extrinsics",
+                                                            "intrinsics")})
+        query, key = [], []
+        for s, pairs in enumerate(patch_matches(sample, patch_size), start=1):
+            if len(pairs) > per_frame:
+                pairs = pairs[torch.randperm(len(pairs), generator=generator)[:per_frame]]
+            query.append(s * n_tokens + patch_start + pairs[:, 1])
+            key.append(patch_start + pairs[:, 0])
+        if not query or sum(len(q) for q in query) == 0:
+            continue
+        query, key = torch.cat(query), torch.cat(key)
+        for attn, x, pos in inputs:
+            logits = _attention_logits(attn, x[b:b + 1], None if pos is None else pos[b:b + 1], query,
+                                       heads=slice(0, 1))[0]
+            total = total + F.cross_entropy(logits, key)
+            terms += 1
+    return total / max(terms, 1)
 
 
 @torch.no_grad()
@@ -72,7 +112,7 @@ def attention_match_ratio(model: nn.Module, scenes) -> Dict[str, float]:
     sums, counts = None, 0
     for scene in scenes:
         S = scene.images.shape[0]
-        tap = _GlobalInputs(aggregator)
+        tap = GlobalAttentionInputs(aggregator)
         try:
             aggregator(scene.images[None])
         finally:

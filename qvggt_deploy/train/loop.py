@@ -31,6 +31,7 @@ from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.fileio import atomic_path, write_json
 from qvggt_deploy.log import get_logger, progress
 from qvggt_deploy.model import build_model, get_preset, load_checkpoint, save_checkpoint
+from qvggt_deploy.train.attention_match import GlobalAttentionInputs, attention_match_loss
 from qvggt_deploy.train.data import get_curriculum, make_batch, phase_at
 from qvggt_deploy.train.losses import normalize_ground_truth, vggt_loss
 from qvggt_deploy.train.pose_probe import AbsolutePoseProbe, CameraTokenTap, absolute_pose_loss, camera_go_no_go
@@ -46,6 +47,9 @@ class TrainConfig:
     ``weight_track`` > 0 trains the track head on ground-truth tracks of ``track_points`` query
     pixels per sample (:mod:`qvggt_deploy.train.tracks`); at 0 the model is built without it
     and a checkpoint for the full preset gets its track head from a seeded random init.
+    ``weight_attn_match`` > 0 pulls head 0 of every global block towards the true frame-0 patch
+    for ``attn_match_per_frame`` matched patches per later frame
+    (:func:`~qvggt_deploy.train.attention_match.attention_match_loss`).
     ``init_from`` starts from existing weights (a second stage: fresh optimizer and schedule);
     ``weight_*`` scale the three losses (VGGT: camera 5, depth 1, points 1); ``weight_abs_pose``
     > 0 adds the training-only absolute-pose probe (:mod:`qvggt_deploy.train.pose_probe`).
@@ -65,6 +69,8 @@ class TrainConfig:
     curriculum: str = "default"
     weight_track: float = 0.0
     track_points: int = 64
+    weight_attn_match: float = 0.0
+    attn_match_per_frame: int = 32
     weight_camera: float = 5.0
     weight_depth: float = 1.0
     weight_point: float = 1.0
@@ -237,6 +243,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
 
     model.train()
     tap = CameraTokenTap(model) if probe is not None else None
+    global_inputs = GlobalAttentionInputs(model.aggregator) if cfg.weight_attn_match > 0 else None
     t_start = time.perf_counter()
     end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
     bar = progress(range(start, end), desc="train", total=end - start)
@@ -249,6 +256,8 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
             for group in optimizer.param_groups:
                 group["lr"] = lr
             tracks = _track_targets(cfg, step, batch) if cfg.weight_track > 0 else None
+            if global_inputs is not None:
+                global_inputs.inputs.clear()
             pred, gt = forward_for_training(model, batch["images"], gt, cfg.dense_frames,
                                             None if tracks is None else tracks["query_points"])
             losses = vggt_loss(pred, gt, cfg.weight_camera, cfg.weight_depth, cfg.weight_point)
@@ -257,6 +266,13 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
                                    batch["images"].shape[-1])
                 losses["loss"] = losses["loss"] + cfg.weight_track * track.pop("loss_track")
                 losses.update(track)
+            if global_inputs is not None:
+                generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step + 1)
+                match = attention_match_loss(global_inputs.inputs, batch, model_cfg.patch_size,
+                                             model_cfg.patch_start_idx, cfg.attn_match_per_frame, generator)
+                global_inputs.inputs.clear()
+                losses["loss"] = losses["loss"] + cfg.weight_attn_match * match
+                losses["loss_attn_match"] = match.detach()
             if probe is not None:
                 abs_pose = absolute_pose_loss(probe(tap.tokens), batch["scene_extrinsics"])
                 losses["loss"] = losses["loss"] + cfg.weight_abs_pose * abs_pose["loss_abs_pose"]
@@ -293,6 +309,8 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
                 _save_state(state_path, model, optimizer, done, cfg, probe)
     if tap is not None:
         tap.remove()
+    if global_inputs is not None:
+        global_inputs.remove()
     model.eval()
     if end < cfg.steps:
         logger.info("stopped at step %d of %d; rerun to resume", end, cfg.steps)

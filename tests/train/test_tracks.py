@@ -106,3 +106,45 @@ def test_uniform_attention_scores_chance():
     scenes = [generate_scene(s, SceneConfig(frames=3, image_size=(56, 56))) for s in (1, 2)]
     out = attention_match_ratio(model, scenes)
     assert abs(out["attn_match_best"] - 1.0) < 1e-4
+
+
+def test_attention_match_loss_trains_resumably_and_lowers_with_training(tmp_path):
+    cfg = TrainConfig(preset="micro", steps=2, warmup=1, log_every=1, ckpt_every=1, snapshot_every=10,
+                      weight_attn_match=1.0, attn_match_per_frame=8)
+    straight = train(cfg, tmp_path / "a")
+    train(cfg, tmp_path / "b", stop_at=1)
+    resumed = train(cfg, tmp_path / "b")
+    for (name, p), q in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(p, q), name
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert all(r["loss_attn_match"] > 0 for r in log)
+
+
+def test_attention_match_loss_is_low_when_head_zero_attends_to_the_match():
+    from types import SimpleNamespace
+
+    from qvggt_deploy.train.attention_match import attention_match_loss, patch_matches
+
+    scene = generate_scene(5, SceneConfig(frames=2, image_size=(56, 56))).subset([0, 0])
+    batch = {k: getattr(scene, k)[None] for k in ("depth", "mask", "world_points", "extrinsics", "intrinsics")}
+    (pairs,) = patch_matches(SimpleNamespace(**{k: v[0] for k, v in batch.items()}), 14)
+    # One-hot tokens per patch position, and a flag on frame 1 that cancels its keys: the query of
+    # a frame-1 patch then meets its highest logit at the same patch of frame 0.
+    from qvggt_deploy.model.layers.attention import Attention
+
+    dim, start, n = 17, 1, 1 + 16
+    attn = Attention(dim, num_heads=1)
+    with torch.no_grad():
+        attn.qkv.weight.zero_()
+        attn.qkv.bias.zero_()
+        attn.qkv.weight[:16, :16] = 30 * torch.eye(16)
+        attn.qkv.weight[dim:dim + 16, :16] = torch.eye(16)
+        attn.qkv.weight[dim:dim + 16, 16] = -1.0
+    x = torch.zeros(1, 2 * n, dim)
+    for frame in range(2):
+        x[0, frame * n + start:(frame + 1) * n, :16] = torch.eye(16)
+    x[0, n:, 16] = 1.0
+    low = attention_match_loss([(attn, x, None)], batch, 14, start, 100, torch.Generator().manual_seed(0))
+    flat = attention_match_loss([(Attention(dim, 1), x, None)], batch, 14, start, 100,
+                                torch.Generator().manual_seed(0))
+    assert len(pairs) > 0 and low < 0.7 < flat
