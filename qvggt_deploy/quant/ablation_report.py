@@ -174,10 +174,10 @@ def format_markdown(result: Dict, settings: Dict) -> str:
         plan = (result.get("plans") or {}).get(sname)
         lines += [f"## {sname}: {kind.title if kind else ''}", ""]
         if plan:
-            lines += [f"Mixed rows: plan of {plan['avg_bits']:.3f} bits/weight (budget {kind.budget if kind else '?'}): "
-                      + (", ".join(f"{u.replace('aggregator.', '')} {p}" for u, p in plan["units"].items()
-                                   if p not in (f"w{kind.wbits}a{kind.abits or 16}" if kind else ())) or "none")
-                      + " above the setting's precision.", ""]
+            own = f"w{kind.wbits}a{kind.abits or 16}" if kind else None
+            raised = [f"{u.replace('aggregator.', '')} {p}" for u, p in plan["units"].items() if p != own]
+            lines += [f"Mixed rows: plan of {plan['avg_bits']:.3f} bits/weight (budget {kind.budget if kind else '?'}); "
+                      f"above the setting's precision: {', '.join(raised) or 'none'}.", ""]
         act16 = any(r.get("fp16_activations") for r in sel)
         head = ("| row | adds | avg bits | AUC@30 | dAUC vs FP32 | dAUC vs AWQ | dAbsRel vs FP32 | dAbsRel vs AWQ "
                 "| dChamfer vs FP32 | dChamfer vs AWQ |" + (" AUC@30 fp16 act | dAUC fp16-fp32 act |" if act16 else "")
