@@ -54,7 +54,7 @@ def describe(argv):
     cost = expected_cost(entries, a.eval_scenes, EVAL_S_PER_SCENE, CALIB_S, SENSITIVITY_S)
     hours = cost["total_seconds"] / 3600
     return (f"ablation: {cost['rows']} rows ({', '.join(e.name for e in entries)}), {cost['evaluations']} "
-            f"evaluations of {a.eval_scenes} scenes; expected on one quiet core: "
+            f"evaluations of {a.eval_scenes} scenes; expected with the tiny model's unit costs on one quiet core: "
             f"{cost['eval_seconds'] / 60:.0f} min evaluation + {cost['calib_seconds'] / 60:.0f} min calibration + "
             f"{cost['sensitivity_seconds'] / 60:.0f} min sensitivity = {hours:.1f} h (cached rows are skipped)")
 

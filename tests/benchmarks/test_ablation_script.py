@@ -20,6 +20,6 @@ def test_defaults_overridable_and_cost_printed():
     short = m._argv(["--eval-scenes", "4", "--calib", "somewhere"])
     assert short.count("--eval-scenes") == 1 and "--synthetic" not in short
     text = m.describe(argv)
-    assert "22 rows" in text and "36 evaluations of 256 scenes" in text and " h " in text
+    assert "22 rows" in text and "36 evaluations of 256 scenes" in text and " h " in text and "tiny" in text
     sub = m.describe(m._argv(["--settings", "w4", "--rows", "fp32,awq"]))
     assert "2 rows (fp32, w4g128/awq)" in sub and "3 evaluations" in sub
