@@ -24,12 +24,14 @@ OUT = ROOT / "benchmarks" / "results" / "ablation_tiny"
 DEFAULTS = {"--preset": "tiny", "--synthetic": "8", "--frames": "4", "--eval-scenes": "256", "--eval-frames": "4",
             "--group": "128", "--out": str(OUT)}
 
-# Unit costs on the tiny model, one thread, CPU seconds (= wall seconds of a quiet core):
-# evaluation per scene of 4 frames (forward + metrics), and calibration per method on 8 scenes.
-EVAL_S_PER_SCENE = 1.6  # ablation_tiny.json (64 scenes): 103 s / 64 for FP32
-CALIB_S = {"rtn": 4.0, "awq": 45.0, "qvggt": 156.0}  # ablation_tiny.json (rtn, awq, awq+mp); issue 13 (qvggt)
-SENSITIVITY_S = 240.0  # 20 units x 3-4 precisions x 8 scenes of forwards
-
+# Unit costs on the tiny model, one thread, seconds of a quiet core. Evaluation per scene of 4
+# frames (forward + metrics): the rows of the previous ablation_tiny.json took 0.7-1.9 s per scene
+# (wall, under varying load, with a trivial baseline now skipped). Calibration on 8 scenes: RTN and
+# AWQ from the same file (4 s; 39-53 s for the four AWQ rows), QVGGT at the current defaults from
+# issue 13 (156 s). Sensitivity: 20 units x 3-4 precisions x 8 scenes of forwards, ~0.5 s each.
+EVAL_S_PER_SCENE = 1.0
+CALIB_S = {"rtn": 4.0, "awq": 46.0, "qvggt": 156.0}
+SENSITIVITY_S = 270.0
 
 def _argv(extra):
     """DEFAULTS overridden by the same options in ``extra``, then the rest of ``extra``."""

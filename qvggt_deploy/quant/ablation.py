@@ -69,8 +69,8 @@ class Setting:
 
 
 SETTINGS: List[Setting] = [
-    Setting("w4", "W4A16, group 128 (the deployment default)", 4, None, 4.6, ("fp16", "w8a16", "w4a16")),
-    Setting("w3", "W3A16, group 128", 3, None, 3.6, ("fp16", "w8a16", "w4a16", "w3a16")),
+    Setting("w4", "W4A16 (the deployment default)", 4, None, 4.6, ("fp16", "w8a16", "w4a16")),
+    Setting("w3", "W3A16", 3, None, 3.6, ("fp16", "w8a16", "w4a16", "w3a16")),
     Setting("w4a8", "W4A8, static per-tensor INT8 activations", 4, 8, 4.6, ("fp16", "w8a8", "w4a8")),
 ]
 
@@ -213,7 +213,8 @@ def run_ablation(load_model: Callable[[], nn.Module], calib: List[torch.Tensor],
         mixed = entry.row is not None and entry.row.mixed
         if mixed and s.name not in plans:
             store = WorkStore(work / s.name / "sensitivity",
-                              {**key, "setting": dataclasses.asdict(s), "weights": base.task_weights,
+                              {**key, "setting": [s.wbits, s.abits, s.group, s.budget, list(s.mp_options)],
+                               "weights": base.task_weights,
                                "act": [base.act_granularity, base.act_calib]})
             plans[s.name] = setting_plan(load_model(), calib, s, base, store)
         plan = plans[s.name].units if mixed else None

@@ -121,6 +121,7 @@ def acceptance(result: Dict) -> List[Dict]:
                              f"Chamfer of FP32 at <= {W4_MAX_BITS} average bits",
                 "passed": any(c["passed"] for c in cands) if cands else None, "rows": cands})
     cands = []
+    hard = [settings[k].name if k in settings else k for k in ("w3", "w4a8")]
     for kind in ("w3", "w4a8"):
         s = settings.get(kind)
         for key in ("qvggt", "qvggt-nomp"):
@@ -133,7 +134,7 @@ def acceptance(result: Dict) -> List[Dict]:
                           "d_auc@30": auc["mean"], "d_auc@30_se": auc["se"],
                           "passed": p["equal_bits"] and auc["mean"] > AHEAD_SE * auc["se"]})
     out.append({"criterion": f"QVGGT ahead of AWQ at equal bits on the camera (AUC@30) by more than "
-                             f"{AHEAD_SE:g} SE at W3 g128 or W4A8",
+                             f"{AHEAD_SE:g} SE at {' or '.join(hard)}",
                 "passed": any(c["passed"] for c in cands) if cands else None, "rows": cands})
     return out
 
@@ -158,7 +159,7 @@ def format_markdown(result: Dict, settings: Dict) -> str:
     fpm = fp["metrics"] if fp else {}
     lines = [f"# QVGGT ablation ({settings.get('preset')}, {settings.get('checkpoint')})", "",
              f"Calibration: {settings.get('calib')}. Evaluation: {settings.get('eval')}. "
-             f"Checkpoint sha256 `{str(settings.get('checkpoint_sha256'))[:16]}`; {settings.get('threads')} "
+             f"Checkpoint sha256 {_sha(settings.get('checkpoint_sha256'))}; {settings.get('threads')} "
              f"thread(s); CPU {settings.get('cpu', {}).get('capability')}.", "",
              "Paired differences: mean over scenes of (row - reference), +- its standard error; AbsRel and "
              "Chamfer as % of FP32's mean. Reference AWQ = the AWQ row of equal average bits (`awq+mp` for "
@@ -172,7 +173,7 @@ def format_markdown(result: Dict, settings: Dict) -> str:
         sel = [r for r in rows if r["setting"] == sname]
         kind = next((s for s in SETTINGS if s.with_group(sel[0]["options"]["group"]).name == sname), None)
         plan = (result.get("plans") or {}).get(sname)
-        lines += [f"## {sname}: {kind.title if kind else ''}", ""]
+        lines += [f"## {sname}: {kind.title if kind else ''}, group {sel[0]['options']['group']}", ""]
         if plan:
             own = f"w{kind.wbits}a{kind.abits or 16}" if kind else None
             raised = [f"{u.replace('aggregator.', '')} {p}" for u, p in plan["units"].items() if p != own]
@@ -230,6 +231,10 @@ def format_markdown(result: Dict, settings: Dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _sha(sha: Optional[str]) -> str:
+    return f"`{sha[:16]}`" if sha else "none (random weights)"
+
+
 def _num(v, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
@@ -274,6 +279,7 @@ def write_chart(result: Dict, path) -> Optional[str]:
                 ax.errorbar(i + 0.12, st16["mean"], yerr=2 * st16["se"], fmt="s", color="C1", capsize=3,
                             label="fp16 activations" if i == 0 else None)
         ax.axhline(0.0, color="grey", lw=0.8)
+        ax.set_xlim(-0.5, max(len(sel), 1) - 0.5)
         ax.set_xticks(range(len(sel)), [r["row"] for r in sel], rotation=45, ha="right", fontsize=8)
         ax.set_title(sname)
         ax.grid(axis="y", alpha=0.3)
