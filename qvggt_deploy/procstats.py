@@ -1,4 +1,5 @@
-"""Memory figures of this process, always in bytes (reports convert them where they print)."""
+"""Memory figures of this process, always in bytes (reports convert them where they print), and the
+CPU a result was measured on."""
 from __future__ import annotations
 
 import sys
@@ -30,3 +31,38 @@ def current_rss_bytes() -> Optional[int]:
             return int(f.read().split()[1]) * resource.getpagesize()
     except (OSError, ImportError):
         return None
+
+
+#: CPU features that decide which kernels PyTorch and ONNX Runtime run (so timings and the
+#: last bits of fp32 sums): what a result file records beside its thread count.
+CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+             "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+
+
+def cpu_info() -> dict:
+    """The machine's CPU: model name, logical CPUs, PyTorch's kernel capability and the
+    :data:`CPU_FLAGS` present (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+    import os
+    import platform
+
+    info = {"machine": platform.machine(), "cpus": os.cpu_count(), "model": None, "flags": []}
+    try:
+        import torch
+
+        info["capability"] = torch.backends.cpu.get_cpu_capability()
+    except (ImportError, AttributeError):
+        info["capability"] = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and info["model"] is None:
+            info["model"] = value.strip()
+        elif key.strip() == "flags":
+            present = set(value.split())
+            info["flags"] = [f for f in CPU_FLAGS if f in present]
+            break
+    return info

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from qvggt_deploy.cli.args import add_threads_arg, add_model_args, apply_threads, positive_float, positive_int
+from qvggt_deploy.cli.args import add_threads_arg, add_model_args, apply_threads, positive_int
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.cli.calib_args import add_calib_data_args, add_method_args, load_calib_scenes, options_from_args
 from qvggt_deploy.errors import QvggtError
@@ -14,13 +14,17 @@ logger = get_logger(__name__)
 
 
 class Ablate(Command):
-    """Calibrate and evaluate FP32, RTN, AWQ, +mixed precision, +token filtering/compensation,
-    +task-aware search (= QVGGT), and INT8-activation and search-cost rows.
+    """Calibrate and evaluate, in each setting (W4 g128, W3 g128, W4A8 with static activation
+    scales): RTN, AWQ, AWQ + mixed precision, + token filtering, + compensation rows, + task-aware
+    search (= QVGGT), and QVGGT at the setting's bits; one FP32 row serves all settings.
 
     Every row starts from the same float model and calibration scenes and is scored on the same
     held-out generated scenes (seeds 10^9 + SEED + i) with camera AUC@30, depth AbsRel and
-    delta<1.25, Chamfer (points, after Umeyama) and cross-head consistency. Writes OUT.md and
-    OUT.json; row results are cached in OUT.work/ (rerun to resume).
+    delta<1.25, Chamfer (points, after Umeyama) and cross-head consistency; weight-only rows also
+    with fp16 activations (the W4A16 kernel's arithmetic). Differences are paired per scene, with
+    standard errors, against FP32 and against the AWQ row of equal average bits; each step's
+    marginal effect has a mean +- 2 SE interval. Writes OUT.md, OUT.json and OUT.png (without
+    matplotlib: no chart); row results are cached in OUT.work/ (rerun to resume).
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -32,11 +36,12 @@ class Ablate(Command):
         ev.add_argument("--eval-frames", type=positive_int, default=4, help="frames per evaluation scene. Defaults to 4.")
         ev.add_argument("--eval-seed", type=int, default=0, help="evaluation seed offset. Defaults to 0.")
         ev.add_argument("--max-points", type=positive_int, default=5000, help="points per cloud for Chamfer. Defaults to 5000.")
-        parser.add_argument("--avg-bits", type=positive_float, default=5.0,
-                            help="mixed-precision budget of the +mp rows, bits per Linear weight. Defaults to 5.0.")
-        parser.add_argument("--mp-options", default="fp16,w8a16,w4a16", help="precisions a block may get")
+        parser.add_argument("--settings", default="all",
+                            help="comma-separated settings: w4 (W4A16), w3 (W3A16), w4a8, or all; the group is "
+                                 "--group. Defaults to all.")
         parser.add_argument("--rows", default="all",
-                            help="comma-separated row names or tables (main, a8, tradeoff, all). Defaults to all.")
+                            help="comma-separated rows (fp32, rtn, awq, awq+mp, awq+mp+filter, awq+mp+comp, qvggt, "
+                                 "qvggt-nomp) or SETTING/ROW names (e.g. w4g128/awq), or all. Defaults to all.")
         parser.add_argument("--out", required=True, help="output prefix: writes OUT.md and OUT.json")
         add_threads_arg(parser)
 
@@ -46,12 +51,9 @@ class Ablate(Command):
         from qvggt_deploy.fileio import write_json, write_text
         from qvggt_deploy.metrics.evaluate import eval_scenes
         from qvggt_deploy.model.checkpoint import load_model
-        from qvggt_deploy.quant.ablation import ROWS, checks, format_markdown, run_ablation
-        from qvggt_deploy.quant.mixed import budget_from, count_weights, make_plan
+        from qvggt_deploy.quant.ablation import run_ablation, select
+        from qvggt_deploy.quant.ablation_report import INTERVAL, acceptance, analyse, format_markdown, write_chart
         from qvggt_deploy.quant.recipe import model_fingerprint
-        from qvggt_deploy.quant.sensitivity import measure_sensitivity
-        from qvggt_deploy.quant.targets import quant_units
-        from qvggt_deploy.quant.workstore import WorkStore
 
         switches = ("no_smooth", "no_clip_search", "no_token_filter", "no_task_search")
         fixed = [f"--{k.replace('_', '-')}" for k in switches if getattr(args, k)]
@@ -59,18 +61,18 @@ class Ablate(Command):
         fixed += ["--abits"] if args.abits else []
         fixed += ["--wbits"] if args.wbits != 4 else []
         if fixed:
-            raise QvggtError(f"qvggt ablate sets {', '.join(fixed)} itself, row by row (W4 rows; the a8 table adds "
-                             f"INT8 activations); leave them out")
+            raise QvggtError(f"qvggt ablate sets {', '.join(fixed)} itself, row by row (the settings fix the bits; "
+                             f"the rows the method switches); leave them out")
         from qvggt_deploy.fileio import check_output_dir, check_output_file
 
-        for suffix in (".json", ".md"):
+        for suffix in (".json", ".md", ".png"):
             check_output_file(f"{args.out}{suffix}", what="report", option=f"--out ({suffix})")
         check_output_dir(f"{args.out}.work", option="--out (work folder)", replace=False)
+        entries = select([w.strip() for w in args.settings.split(",") if w.strip()],
+                         [w.strip() for w in args.rows.split(",") if w.strip()], args.group)
+        if not entries:
+            raise QvggtError(f"--settings {args.settings} --rows {args.rows}: no row selected")
         apply_threads(args.threads)
-        wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
-        rows = [r for r in ROWS if "all" in wanted or r.name in wanted or r.table in wanted]
-        if not rows:
-            raise QvggtError(f"--rows {args.rows}: no such rows; known: {', '.join(r.name for r in ROWS)}")
         base = options_from_args(args)
         start = time.perf_counter()
 
@@ -83,40 +85,44 @@ class Ablate(Command):
         logger.info("rendering %d evaluation scenes", args.eval_scenes)
         scenes = list(eval_scenes(args.eval_scenes, args.eval_frames, args.eval_seed, (size, size)))
         key = {"fingerprint": model_fingerprint(model), "calib": data_digest, "eval": [args.eval_scenes,
-               args.eval_frames, args.eval_seed, args.max_points], "avg_bits": args.avg_bits,
-               "mp_options": args.mp_options}
-        work = Path(f"{args.out}.work")
-        options = [o.strip() for o in args.mp_options.split(",")]
-
-        def plan_for(float_model):
-            store = WorkStore(work / "sensitivity", {**key, "group": base.group, "weights": base.task_weights})
-            sens = store.load_json("sensitivity")
-            measured = [o for o in options if o != "fp32"]
-            if sens is None:
-                sens = measure_sensitivity(float_model, calib, measured, base.group, base.task_weights)
-                store.save_json("sensitivity", sens)
-            units = quant_units(float_model)
-            budget = budget_from(args.avg_bits, None, count_weights(float_model, units))
-            return make_plan(float_model, units, sens["task"], budget, base.group, options)
-
-        result = run_ablation(fresh, calib, scenes, base, rows, plan_for, work, key, args.max_points)
-        names = {r["name"] for r in result["rows"]}
-        if {"fp32", "rtn", "qvggt"} <= names:
-            result["checks"] = checks(result, "qvggt")
-        if {"fp32", "rtn", "qvggt-w4"} <= names:
-            result["checks_w4"] = checks(result, "qvggt-w4")
-        settings = {"preset": args.preset, "checkpoint": args.checkpoint or "embedded",
-                    "calib": f"{len(calib)} {'generated' if not args.calib else args.calib} scenes x "
-                             f"{args.frames} frames (seed {args.seed})",
-                    "eval": f"{args.eval_scenes} held-out generated scenes x {args.eval_frames} frames "
-                            f"(seeds 10^9 + {args.eval_seed} + i)",
-                    "group": base.group, "budget": f"{args.avg_bits} bits/weight ({args.mp_options})",
-                    "base_options": base.to_json(), "seconds": time.perf_counter() - start}
-        result["settings"] = settings
+               args.eval_frames, args.eval_seed, args.max_points, size]}
+        result = run_ablation(fresh, calib, scenes, base, entries, Path(f"{args.out}.work"), key, args.max_points)
+        analyse(result)
+        result["acceptance"] = acceptance(result)
+        result["settings"] = _settings(args, base, len(calib), size, time.perf_counter() - start, INTERVAL)
         write_json(f"{args.out}.json", result)
-        write_text(f"{args.out}.md", format_markdown(result, settings))
-        logger.info("ablation -> %s.md, %s.json", args.out, args.out)
-        if result.get("checks"):
-            for name, ok in result["checks"].items():
-                logger.info("%s %s", "PASS" if ok else "FAIL", name)
+        write_text(f"{args.out}.md", format_markdown(result, result["settings"]))
+        chart = write_chart(result, f"{args.out}.png")
+        logger.info("ablation -> %s.md, %s.json%s", args.out, args.out, f", {chart}" if chart else "")
+        for c in result["acceptance"]:
+            logger.info("%s %s", {True: "PASS", False: "FAIL", None: "NOT RUN"}[c["passed"]], c["criterion"])
         return 0
+
+
+def _settings(args, base, calib_scenes: int, size: int, seconds: float, interval: str) -> dict:
+    """What the ablation ran on, for the JSON (scenes, seeds, checkpoint digest, CPU, threads)."""
+    import hashlib
+
+    import torch
+
+    from qvggt_deploy.model.checkpoint import default_checkpoint, resolve_checkpoint
+    from qvggt_deploy.procstats import cpu_info
+    from qvggt_deploy.quant.ablation import SETTINGS
+
+    path = resolve_checkpoint(args.checkpoint) if args.checkpoint else default_checkpoint(args.preset)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else None
+    return {"preset": args.preset, "checkpoint": args.checkpoint or ("embedded" if path else "random weights"),
+            "checkpoint_sha256": sha, "eval_scenes": args.eval_scenes, "eval_frames": args.eval_frames,
+            "eval_seed": args.eval_seed, "calib_scenes": calib_scenes, "calib_frames": args.frames,
+            "calib_seed": args.seed, "calib_source": args.calib or "generated", "image_size": size,
+            "max_points": args.max_points,
+            "calib": f"{calib_scenes} {'generated' if not args.calib else args.calib} scenes x {args.frames} frames "
+                     f"(seed {args.seed})",
+            "eval": f"{args.eval_scenes} held-out generated scenes x {args.eval_frames} frames "
+                    f"(seeds 10^9 + {args.eval_seed} + i)",
+            "group": args.group, "interval": interval,
+            "settings": [{"name": s.with_group(args.group).name, "kind": s.kind, "title": s.title, "wbits": s.wbits,
+                          "abits": s.abits, "budget_avg_bits": s.budget, "mp_options": list(s.mp_options)}
+                         for s in SETTINGS],
+            "base_options": base.to_json(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cpu": cpu_info(), "seconds": seconds}

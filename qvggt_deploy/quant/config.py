@@ -6,6 +6,7 @@
 | ``fp16`` | fp16 | fp16 | Cast to fp16 |
 | ``w8a16`` | INT8 group-wise | fp16 | INT8 DequantizeLinear on the weight |
 | ``w4a16`` | INT4 group-wise | fp16 | INT4 blocked DequantizeLinear / MatMulNBits / W4A16 plugin |
+| ``w3a16`` | INT3 group-wise | fp16 | the ablation's harder setting: values in [-4, 3] held as INT8 (no packed INT3 format) |
 | ``w8a8`` | INT8 | INT8 (static per-tensor or dynamic per-token) | Q/DQ on weight and input |
 | ``w4a8`` | INT4 | INT8 | Q/DQ on weight and input |
 """
@@ -38,6 +39,7 @@ PRECISIONS = {
     "fp16": Precision("fp16", None, None),
     "w8a16": Precision("w8a16", 8, None),
     "w4a16": Precision("w4a16", 4, None),
+    "w3a16": Precision("w3a16", 3, None),
     "w8a8": Precision("w8a8", 8, 8),
     "w4a8": Precision("w4a8", 4, 8),
 }

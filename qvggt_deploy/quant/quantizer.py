@@ -6,7 +6,7 @@ plugin all cite this module):
 - A Linear weight ``W [N, K]`` (out x in) is split into groups of ``group`` consecutive input
   channels (``K % group == 0``; group in {32, 64, 128}, or ``group == K`` for per-channel).
 - Symmetric, zero point 0 (TensorRT's INT4 needs it): ``s[n, j] = clip * max|W[n, jg:(j+1)g]| / qmax``
-  with ``qmax = 2^(bits-1) - 1`` (7 for INT4, 127 for INT8), rounded to fp16 and floored at
+  with ``qmax = 2^(bits-1) - 1`` (3 for INT3, 7 for INT4, 127 for INT8), rounded to fp16 and floored at
   ``2^-14`` (fp16's smallest normal; an all-zero group gets that scale and q = 0).
 - ``q = clamp(round_half_even(W / s), -qmax-1, qmax)``; the dequantised weight is ``q * s``
   computed in fp32 from the fp16 scale, so every backend reproduces it exactly.
@@ -22,7 +22,7 @@ import torch
 from qvggt_deploy.errors import QvggtError
 
 SCALE_FLOOR = 2.0 ** -14
-SUPPORTED_BITS = (4, 8)
+SUPPORTED_BITS = (3, 4, 8)  # 3: the ablation's W3 setting (stored as INT8)
 
 
 def qmax(bits: int) -> int:

@@ -349,6 +349,8 @@ CASES: List[Case] = [
     C("sensitivity-fp32", ["sensitivity", *MICRO, "--precisions", "fp32", "--json", "{d}/s.json"], 1, "fp32"),
     C("ablate-out-json-folder", ["ablate", *MICRO, "--out", "{d}/r"], 1, "is a folder", ("jsondir",)),
     C("ablate-out-md-folder", ["ablate", *MICRO, "--out", "{d}/r"], 1, "is a folder", ("mddir",)),
+    C("ablate-out-png-folder", ["ablate", *MICRO, "--out", "{d}/r"], 1, "is a folder", ("pngdir",)),
+    C("ablate-unknown-setting", ["ablate", *MICRO, "--settings", "w5", "--out", "{d}/r"], 1, "no such setting"),
     C("ablate-sets-method", ["ablate", *MICRO, "--method", "rtn", "--out", "{d}/r"], 1, "sets --method"),
     C("scenes-out-is-file", ["scenes", "--out", "{d}/afile"], 1, "not a folder", ("afile",)),
     C("scenes-out-under-file", ["scenes", "--out", "{d}/afile/s"], 1, "is a file", ("afile",)),
@@ -374,7 +376,7 @@ RANGES = [
     ("check", "--scenes", ["0"]), ("check", "--frames", ["0", "-2"]), ("check", "--threads", ["-2"]),
     ("scenes", "--num", ["0"]), ("scenes", "--frames", ["0"]), ("scenes", "--seed", ["-1"]),
     ("sensitivity", "--group", ["0"]), ("sensitivity", "--threads", ["0"]),
-    ("ablate", "--eval-scenes", ["0"]), ("ablate", "--avg-bits", ["-1"]), ("ablate", "--max-points", ["0"]),
+    ("ablate", "--eval-scenes", ["0"]), ("ablate", "--max-points", ["0"]),
     ("eval", "--threads", ["0"]),
     ("demo", "--frames", ["0"]), ("demo", "--group", ["0"]),
 ]

@@ -71,7 +71,7 @@ def test_clip_saturates_and_per_group_ratios():
     assert int(quantizer.quantize(w, s2, 4, 32)[1, 40]) == 7  # saturated at qmax
 
 
-@pytest.mark.parametrize("kwargs", [dict(bits=3), dict(group=48), dict(clip=0.0), dict(clip=1.5)])
+@pytest.mark.parametrize("kwargs", [dict(bits=5), dict(group=48), dict(clip=0.0), dict(clip=1.5)])
 def test_bad_arguments_raise(kwargs):
     args = dict(bits=4, group=32, clip=1.0)
     args.update(kwargs)
@@ -82,3 +82,14 @@ def test_bad_arguments_raise(kwargs):
 def test_bad_clip_tensor_shape_raises():
     with pytest.raises(QvggtError):
         quantizer.compute_scales(torch.randn(4, 64), 4, 32, clip=torch.ones(4, 3))
+
+
+def test_int3_grid_for_the_w3_ablation_setting():
+    w = torch.randn(4, 64, generator=torch.Generator().manual_seed(0))
+    s = quantizer.compute_scales(w, 3, 32)
+    q = quantizer.quantize(w, s, 3, 32)
+    assert int(q.min()) >= -4 and int(q.max()) <= 3 and int(q.abs().max()) == 3  # absmax maps to qmax = 3
+    err3 = (quantizer.dequantize(q, s, 32) - w).abs().mean()
+    s4 = quantizer.compute_scales(w, 4, 32)
+    err4 = (quantizer.dequantize(quantizer.quantize(w, s4, 4, 32), s4, 32) - w).abs().mean()
+    assert err3 > err4  # fewer levels, larger rounding error
