@@ -42,18 +42,31 @@
  *   ERR_WORKSPACE), then CUDA calls (ERR_LAUNCH; the cudaError_t is kept per host thread).
  * ===========================================================================================
  *
- * Dispatch (AUTO): M <= 4 -> GEMV (w4a16_gemv.cu); M <= 16 -> MMA16; M <= 64, or too few
- * 128x128 tiles to fill the GPU -> MMA64; else MMA128 (w4a16_mma.cu). For M <= 256 the
- * tensor-core path splits K across CTAs when the tile grid alone would leave SMs idle; the
- * fp32 partials then go through the workspace and one reduction kernel.
+ * Workspace (caller-provided, 16-byte aligned; qvggt_w4a16_workspace_size says how much):
+ *   fused route: fp32 [splits][M][N] partial sums, only when the tensor-core path splits K;
+ *   dequant + cuBLAS route: fp16 W [N][K] (the PyTorch layout), then cuBLAS's scratch from the
+ *   next 256-byte boundary on.
+ * ===========================================================================================
+ *
+ * Dispatch (AUTO): from the dispatch table's threshold for (architecture, K, N) on
+ * (w4a16_dispatch_table.h, generated from qvggt_deploy/ops/w4a16_dispatch.json), and when the
+ * workspace holds W and cuBLAS loads: dequantise + cuBLAS (w4a16_cublas.cu). Otherwise the fused
+ * kernels: M <= 4 -> GEMV (w4a16_gemv.cu); M <= 16 -> MMA16; M <= 64, or too few 128x128 tiles to
+ * fill the GPU -> MMA64; else MMA128 (w4a16_mma.cu). For M <= 256 the tensor-core path splits K
+ * across CTAs when the tile grid alone would leave SMs idle; the fp32 partials then go through
+ * the workspace and one reduction kernel.
  */
 #include "w4a16_gemm.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 
 #include <cuda_runtime.h>
 
+#include "w4a16_dispatch_table.h"
 #include "w4a16_internal.h"
 
 namespace {
@@ -77,6 +90,7 @@ constexpr int kMinChunksPerSplit = 4;
 constexpr int kSmBound = 192;
 
 thread_local int g_last_cuda_error = 0;
+thread_local int g_last_cublas_status = 0;
 
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
@@ -115,6 +129,74 @@ int fail_cuda(cudaError_t err) {
     return QVGGT_W4A16_ERR_LAUNCH;
 }
 
+int fail_cublas(int status) {
+    g_last_cublas_status = status;
+    return QVGGT_W4A16_ERR_CUBLAS;
+}
+
+// ---- dispatch table (rules: the "about" field of qvggt_deploy/ops/w4a16_dispatch.json, whose
+// reader qvggt_deploy/ops/dispatch.py implements the same two lookups)
+
+// The table's architecture for compute capability sm: itself; else the nearest of the same major
+// (ties: the older); else the newest older one; else the oldest.
+const qvggt::dispatch::ArchRows& table_arch(int sm) {
+    using qvggt::dispatch::kArchs;
+    using qvggt::dispatch::kNumArchs;
+    int best = -1;
+    for (int i = 0; i < kNumArchs; ++i) {
+        if (kArchs[i].sm / 10 != sm / 10) continue;
+        const int d = std::abs(kArchs[i].sm - sm), bd = best < 0 ? 0 : std::abs(kArchs[best].sm - sm);
+        if (best < 0 || d < bd || (d == bd && kArchs[i].sm < kArchs[best].sm)) best = i;
+    }
+    if (best >= 0) return kArchs[best];
+    for (int i = 0; i < kNumArchs; ++i)
+        if (kArchs[i].sm < sm && (best < 0 || kArchs[i].sm > kArchs[best].sm)) best = i;
+    if (best >= 0) return kArchs[best];
+    best = 0;
+    for (int i = 1; i < kNumArchs; ++i)
+        if (kArchs[i].sm < kArchs[best].sm) best = i;
+    return kArchs[best];
+}
+
+// The row of the exact (k, n), else the nearest by |log2 k/k'| + |log2 n/n'| (ties: the first).
+int table_min_m(int sm, int n, int k) {
+    const qvggt::dispatch::ArchRows& arch = table_arch(sm);
+    int best = 0;
+    double best_d = 0.0;
+    for (int i = 0; i < arch.count; ++i) {
+        const double d = std::fabs(std::log2(static_cast<double>(k) / arch.rows[i].k)) +
+                         std::fabs(std::log2(static_cast<double>(n) / arch.rows[i].n));
+        if (i == 0 || d < best_d) {
+            best = i;
+            best_d = d;
+        }
+    }
+    return arch.rows[best].cublas_min_m;
+}
+
+// The smallest threshold any architecture of the table has for (n, k); 0 if none uses cuBLAS.
+int smallest_min_m(int n, int k) {
+    int lowest = 0;
+    for (int i = 0; i < qvggt::dispatch::kNumArchs; ++i) {
+        const int t = table_min_m(qvggt::dispatch::kArchs[i].sm, n, k);
+        if (t > 0 && (lowest == 0 || t < lowest)) lowest = t;
+    }
+    return lowest;
+}
+
+size_t fused_workspace(int m, int n, int k) {
+    // Max over every m' <= m and every tile AUTO could pick for it (split counts only grow
+    // with the SM count, and dispatch caps that at kSmBound).
+    size_t need = 0;
+    for (int mm = 1; mm <= std::min(m, kSplitKMaxM); ++mm) {
+        for (MmaTile tile : {MmaTile::kM16, MmaTile::kM64, MmaTile::kM128}) {
+            if (tile == MmaTile::kM16 && mm > 16) continue;
+            need = std::max(need, partial_bytes(auto_splits(tile, mm, n, k, kSmBound), mm, n));
+        }
+    }
+    return need;
+}
+
 }  // namespace
 
 extern "C" {
@@ -128,14 +210,51 @@ const char* qvggt_w4a16_status_string(int status) {
         case QVGGT_W4A16_ERR_GROUP: return "bad group size: need group % 32 == 0 and k % group == 0";
         case QVGGT_W4A16_ERR_ALIGN: return "misaligned pointer: a, qweight, scales, workspace need 16 bytes; out, bias 4";
         case QVGGT_W4A16_ERR_NULL: return "a required pointer (a, qweight, scales, out) is NULL";
-        case QVGGT_W4A16_ERR_ARG: return "bad algo or split_k (GEMV needs m <= 8 and no split)";
-        case QVGGT_W4A16_ERR_WORKSPACE: return "workspace too small for the forced split_k";
+        case QVGGT_W4A16_ERR_ARG:
+            return "bad algo, split_k or context (GEMV needs m <= 8, GEMV and dequant+cuBLAS no split; a context "
+                   "serves the device it was created on)";
+        case QVGGT_W4A16_ERR_WORKSPACE: return "workspace too small for the forced split_k or dequant+cuBLAS";
         case QVGGT_W4A16_ERR_LAUNCH: return "CUDA error (see qvggt_w4a16_last_cuda_error)";
+        case QVGGT_W4A16_ERR_CUBLAS:
+            return "cuBLAS not loadable (libcublas.so.13/12/11 or $QVGGT_CUBLAS_LIB) or a cuBLAS call failed "
+                   "(see qvggt_w4a16_last_cublas_status)";
         default: return "unknown status";
     }
 }
 
 int qvggt_w4a16_last_cuda_error(void) { return g_last_cuda_error; }
+
+int qvggt_w4a16_last_cublas_status(void) { return g_last_cublas_status; }
+
+int qvggt_w4a16_dispatch_min_m(int sm, int n, int k, int* min_m) {
+    if (min_m == nullptr) return QVGGT_W4A16_ERR_NULL;
+    if (n <= 0 || k <= 0 || sm <= 0) return QVGGT_W4A16_ERR_SHAPE;
+    *min_m = table_min_m(sm, n, k);
+    return QVGGT_W4A16_OK;
+}
+
+int qvggt_w4a16_context_create(qvggt_w4a16_context* ctx) {
+    if (ctx == nullptr) return QVGGT_W4A16_ERR_NULL;
+    int dev = 0;
+    const cudaError_t err = cudaGetDevice(&dev);
+    if (err != cudaSuccess) return fail_cuda(err);
+    *ctx = reinterpret_cast<qvggt_w4a16_context>(new (std::nothrow) qvggt::Context{dev, nullptr});
+    return *ctx != nullptr ? QVGGT_W4A16_OK : fail_cuda(cudaErrorMemoryAllocation);
+}
+
+int qvggt_w4a16_context_reserve_cublas(qvggt_w4a16_context ctx) {
+    if (ctx == nullptr) return QVGGT_W4A16_ERR_NULL;
+    const int status = qvggt::reserve_cublas(reinterpret_cast<qvggt::Context*>(ctx));
+    return status == 0 ? QVGGT_W4A16_OK : fail_cublas(status);
+}
+
+int qvggt_w4a16_context_destroy(qvggt_w4a16_context ctx) {
+    if (ctx == nullptr) return QVGGT_W4A16_OK;
+    auto* c = reinterpret_cast<qvggt::Context*>(ctx);
+    qvggt::destroy_cublas(c);
+    delete c;
+    return QVGGT_W4A16_OK;
+}
 
 int qvggt_w4a16_check_shape(int m, int n, int k, int group) {
     if (m < 0 || n <= 0 || k <= 0 || n % 16 != 0 || k % 64 != 0) return QVGGT_W4A16_ERR_SHAPE;
@@ -143,26 +262,32 @@ int qvggt_w4a16_check_shape(int m, int n, int k, int group) {
     return QVGGT_W4A16_OK;
 }
 
-int qvggt_w4a16_workspace_size(int m, int n, int k, int group, size_t* bytes) {
+int qvggt_w4a16_workspace_size_ex(int m, int n, int k, int group, int algo, size_t* bytes) {
     const int status = qvggt_w4a16_check_shape(m, n, k, group);
     if (status != QVGGT_W4A16_OK) return status;
     if (bytes == nullptr) return QVGGT_W4A16_ERR_NULL;
-    // Max over every m' <= m and every tile AUTO could pick for it (split counts only grow
-    // with the SM count, and dispatch caps that at kSmBound).
-    size_t need = 0;
-    for (int mm = 1; mm <= std::min(m, kSplitKMaxM); ++mm) {
-        for (MmaTile tile : {MmaTile::kM16, MmaTile::kM64, MmaTile::kM128}) {
-            if (tile == MmaTile::kM16 && mm > 16) continue;
-            need = std::max(need, partial_bytes(auto_splits(tile, mm, n, k, kSmBound), mm, n));
+    if (algo < QVGGT_W4A16_ALGO_AUTO || algo > QVGGT_W4A16_ALGO_FUSED) return QVGGT_W4A16_ERR_ARG;
+    switch (algo) {
+        case QVGGT_W4A16_ALGO_GEMV: *bytes = 0; break;
+        case QVGGT_W4A16_ALGO_DEQUANT_CUBLAS: *bytes = qvggt::dequant_cublas_workspace(n, k); break;
+        case QVGGT_W4A16_ALGO_AUTO: {
+            const int t = smallest_min_m(n, k);
+            const size_t cublas = (t > 0 && m >= t) ? qvggt::dequant_cublas_workspace(n, k) : 0;
+            *bytes = std::max(fused_workspace(m, n, k), cublas);
+            break;
         }
+        default: *bytes = fused_workspace(m, n, k);
     }
-    *bytes = need;
     return QVGGT_W4A16_OK;
 }
 
-int qvggt_w4a16_gemm_ex(const void* a, const void* qweight, const void* scales, const void* bias, void* out,
-                        int m, int n, int k, int group, void* workspace, size_t workspace_bytes,
-                        cudaStream_t stream, int algo, int split_k) {
+int qvggt_w4a16_workspace_size(int m, int n, int k, int group, size_t* bytes) {
+    return qvggt_w4a16_workspace_size_ex(m, n, k, group, QVGGT_W4A16_ALGO_AUTO, bytes);
+}
+
+int qvggt_w4a16_gemm_ctx(qvggt_w4a16_context ctx, const void* a, const void* qweight, const void* scales,
+                         const void* bias, void* out, int m, int n, int k, int group, void* workspace,
+                         size_t workspace_bytes, cudaStream_t stream, int algo, int split_k) {
     int status = qvggt_w4a16_check_shape(m, n, k, group);
     if (status != QVGGT_W4A16_OK) return status;
     if (a == nullptr || qweight == nullptr || scales == nullptr || out == nullptr) return QVGGT_W4A16_ERR_NULL;
@@ -170,17 +295,44 @@ int qvggt_w4a16_gemm_ex(const void* a, const void* qweight, const void* scales, 
     if (!aligned(a, 16) || !aligned(qweight, 16) || !aligned(scales, 16) || !aligned(workspace, 16) ||
         !aligned(out, 4) || !aligned(bias, 4))
         return QVGGT_W4A16_ERR_ALIGN;
-    if (algo < QVGGT_W4A16_ALGO_AUTO || algo > QVGGT_W4A16_ALGO_MMA128 || split_k < 0) return QVGGT_W4A16_ERR_ARG;
+    if (algo < QVGGT_W4A16_ALGO_AUTO || algo > QVGGT_W4A16_ALGO_FUSED || split_k < 0) return QVGGT_W4A16_ERR_ARG;
     if (algo == QVGGT_W4A16_ALGO_GEMV && (m > kGemvMaxM || split_k > 1)) return QVGGT_W4A16_ERR_ARG;
+    if (algo == QVGGT_W4A16_ALGO_DEQUANT_CUBLAS && split_k > 1) return QVGGT_W4A16_ERR_ARG;
+    const size_t weight_bytes = static_cast<size_t>(n) * k * 2;
+    if (algo == QVGGT_W4A16_ALGO_DEQUANT_CUBLAS && workspace_bytes < weight_bytes) return QVGGT_W4A16_ERR_WORKSPACE;
     if (m == 0) return QVGGT_W4A16_OK;
 
     Problem p{a, qweight, scales, bias, out, m, n, k, group, nullptr, 1};
-    if (algo == QVGGT_W4A16_ALGO_GEMV || (algo == QVGGT_W4A16_ALGO_AUTO && m <= kGemvAutoMaxM && split_k <= 1)) {
+    const bool automatic = algo == QVGGT_W4A16_ALGO_AUTO || algo == QVGGT_W4A16_ALGO_FUSED;
+    bool use_cublas = algo == QVGGT_W4A16_ALGO_DEQUANT_CUBLAS;
+    int dev = 0;
+    const int lowest = algo == QVGGT_W4A16_ALGO_AUTO ? smallest_min_m(n, k) : 0;
+    if (lowest > 0 && m >= lowest && split_k <= 1 && workspace_bytes >= weight_bytes) {
+        int major = 0, minor = 0;
+        cudaError_t err = cudaGetDevice(&dev);
+        if (err == cudaSuccess) err = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+        if (err == cudaSuccess) err = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+        if (err != cudaSuccess) return fail_cuda(err);
+        const int t = table_min_m(10 * major + minor, n, k);
+        use_cublas = t > 0 && m >= t && qvggt::cublas_available();
+    } else if (use_cublas) {
+        const cudaError_t err = cudaGetDevice(&dev);
+        if (err != cudaSuccess) return fail_cuda(err);
+    }
+    if (use_cublas) {
+        qvggt::Context* c = ctx != nullptr ? reinterpret_cast<qvggt::Context*>(ctx) : qvggt::thread_context(dev);
+        if (c->device != dev) return QVGGT_W4A16_ERR_ARG;
+        const qvggt::DequantCublasResult r = qvggt::run_dequant_cublas(c, p, workspace, workspace_bytes, stream);
+        if (r.cuda != cudaSuccess) return fail_cuda(r.cuda);
+        return r.cublas_status == 0 ? QVGGT_W4A16_OK : fail_cublas(r.cublas_status);
+    }
+
+    if (algo == QVGGT_W4A16_ALGO_GEMV || (automatic && m <= kGemvAutoMaxM && split_k <= 1)) {
         const cudaError_t err = qvggt::launch_gemv(p, stream);
         return err == cudaSuccess ? QVGGT_W4A16_OK : fail_cuda(err);
     }
 
-    int dev = 0, sms = 0;
+    int sms = 0;
     cudaError_t err = cudaGetDevice(&dev);
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     if (err != cudaSuccess) return fail_cuda(err);
@@ -208,6 +360,13 @@ int qvggt_w4a16_gemm_ex(const void* a, const void* qweight, const void* scales, 
     err = qvggt::launch_mma(tile, p, stream);
     if (err == cudaSuccess && p.splits > 1) err = qvggt::launch_splitk_reduce(p, stream);
     return err == cudaSuccess ? QVGGT_W4A16_OK : fail_cuda(err);
+}
+
+int qvggt_w4a16_gemm_ex(const void* a, const void* qweight, const void* scales, const void* bias, void* out,
+                        int m, int n, int k, int group, void* workspace, size_t workspace_bytes,
+                        cudaStream_t stream, int algo, int split_k) {
+    return qvggt_w4a16_gemm_ctx(nullptr, a, qweight, scales, bias, out, m, n, k, group, workspace, workspace_bytes,
+                                stream, algo, split_k);
 }
 
 int qvggt_w4a16_gemm(const void* a, const void* qweight, const void* scales, const void* bias, void* out, int m,

@@ -172,7 +172,21 @@ __global__ void dequantize_kernel(const uint32_t* QVGGT_RESTRICT qw, const half*
     *reinterpret_cast<uint32_t*>(row_g8 + 8) = frag[3];
 }
 
+// out[m][n] = bias[n], two columns per thread (N % 16 == 0, out and bias 4-byte aligned).
+__global__ void fill_bias_kernel(const half2* QVGGT_RESTRICT bias, half2* QVGGT_RESTRICT out, int m, int n2) {
+    const size_t pairs = static_cast<size_t>(m) * n2;
+    const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < pairs) out[i] = bias[i % n2];
+}
+
 }  // namespace
+
+cudaError_t launch_fill_bias(const void* bias, void* out, int m, int n, cudaStream_t stream) {
+    const size_t pairs = static_cast<size_t>(m) * n / 2;
+    const unsigned blocks = static_cast<unsigned>((pairs + 255) / 256);
+    fill_bias_kernel<<<blocks, 256, 0, stream>>>(static_cast<const half2*>(bias), static_cast<half2*>(out), m, n / 2);
+    return cudaGetLastError();
+}
 
 cudaError_t launch_gemv(const Problem& p, cudaStream_t stream) {
     const dim3 grid(p.n / 16);

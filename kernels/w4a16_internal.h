@@ -34,5 +34,38 @@ cudaError_t launch_gemv(const Problem& p, cudaStream_t stream);
 cudaError_t launch_splitk_reduce(const Problem& p, cudaStream_t stream);
 cudaError_t launch_dequantize(const void* qweight, const void* scales, void* w_out, int n, int k, int group,
                               cudaStream_t stream);
+// out[m][n] = bias[n] for every row (the C that cuBLAS adds to with beta = 1).
+cudaError_t launch_fill_bias(const void* bias, void* out, int m, int n, cudaStream_t stream);
+
+// ------------------------------------------------------------- dequantise + cuBLAS (w4a16_cublas.cu)
+
+// What a qvggt_w4a16_context points to.
+struct Context {
+    int device;    // the CUDA device it was created on
+    void* cublas;  // cublasHandle_t, created on first need
+};
+
+// cuBLAS's own scratch inside our workspace: cuBLAS recommends 32 MiB on Hopper (4 MiB before);
+// one size for every device keeps qvggt_w4a16_workspace_size device-independent.
+constexpr size_t kCublasWorkspaceBytes = 32u << 20;
+constexpr size_t kCublasWorkspaceAlign = 256;  // cublasSetWorkspace's alignment rule
+
+struct DequantCublasResult {
+    cudaError_t cuda = cudaSuccess;  // a launch of ours failed
+    int cublas_status = 0;           // cublasStatus_t; -1: cuBLAS could not be loaded
+};
+
+bool cublas_available();
+// This host thread's context for `device` (lives as long as the process).
+Context* thread_context(int device);
+// Creates ctx->cublas if missing: 0, a cublasStatus_t, or -1 when cuBLAS cannot be loaded.
+int reserve_cublas(Context* ctx);
+void destroy_cublas(Context* ctx);
+// Workspace bytes the route needs: fp16 W, alignment, cuBLAS's scratch.
+size_t dequant_cublas_workspace(int n, int k);
+// p.out = p.a @ dequant(W)^T (+ bias); the caller checked workspace_bytes >= dequant_cublas_workspace
+// minus the cuBLAS scratch (less scratch only narrows cuBLAS's algorithm choice).
+DequantCublasResult run_dequant_cublas(Context* ctx, const Problem& p, void* workspace, size_t workspace_bytes,
+                                       cudaStream_t stream);
 
 }  // namespace qvggt

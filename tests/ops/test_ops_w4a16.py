@@ -98,7 +98,8 @@ def gemm_case(n, k, group, m):
 @gpu
 @pytest.mark.gpu
 @pytest.mark.parametrize("algo,split_k", [("auto", 0), ("gemv", 0), ("mma16", 0), ("mma64", 0), ("mma128", 0),
-                                          ("mma16", 3), ("mma64", 2), ("mma128", 5)])
+                                          ("mma16", 3), ("mma64", 2), ("mma128", 5), ("fused", 0),
+                                          ("dequant_cublas", 0)])
 @pytest.mark.parametrize("n,k,group", SHAPES)
 @pytest.mark.parametrize("m", [1, 3, 8, 16, 17, 100, 300])
 def test_gemm_matches_reference(cuda_library, algo, split_k, n, k, group, m):
@@ -125,7 +126,7 @@ def test_gemm_errors_name_the_problem(cuda_library):
 
 @gpu
 @pytest.mark.gpu
-@pytest.mark.parametrize("cublas_min_m", [None, 1])
+@pytest.mark.parametrize("cublas_min_m", [None, 1, "table"])
 def test_linear_on_cuda_equals_cpu(cuda_library, cublas_min_m):
     torch.manual_seed(0)
     linear = torch.nn.Linear(512, 256)
