@@ -39,14 +39,27 @@ DEVICES = {
                   fused_efficiency=0.85, launch_s=8e-6),
 }
 
-# Bytes each kernel keeps in flight per CTA (what the code issues before it waits).
-IN_FLIGHT = {
-    # old GEMV: 8 warps x 4 chunks x 512 B, but only kc_total chunks exist per CTA
-    "gemv": lambda k, n, d: min(8 * 4, k // 64) * 512,
-    # MMA16: (stages - 1) chunks of 4 KB weights + 2 KB activations + 512 B scales
-    "mma16 (4 stages)": lambda k, n, d: 3 * (4096 + 2048 + 512),
-    "mma16 (8 stages)": lambda k, n, d: 7 * (4096 + 2048 + 512),
-}
+GEMV_CTAS_PER_SM_RESIDENT = 8  # 256 threads, <= 64 registers at M <= 4: 2048 threads per SM
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def gemv_splits(n: int, k: int, sms: int) -> int:
+    """kernels/w4a16_gemm.cu gemv_splits (2 CTAs per SM, slices >= 4 chunks, <= 16 slices)."""
+    kc = k // 64
+    s = min(ceil_div(2 * sms, n // 16), 16, max(1, kc // 4))
+    s = max(1, min(s, kc))
+    return ceil_div(kc, ceil_div(kc, s))
+
+
+def gemv_in_flight(k: int, n: int, sms: int, splits: int) -> float:
+    """Weight bytes the GEMV has in flight at once: each resident CTA's 8 warps issue up to 4
+    chunk loads of 512 B each, and no CTA has more chunks than its K slice."""
+    ctas = (n // 16) * splits
+    per_cta = min(32, ceil_div(k // 64, splits)) * 512
+    return min(weight_bytes_w4a16(k, n), min(ctas, GEMV_CTAS_PER_SM_RESIDENT * sms) * per_cta)
 
 
 def weight_bytes_w4a16(k: int, n: int) -> float:
@@ -54,15 +67,26 @@ def weight_bytes_w4a16(k: int, n: int) -> float:
 
 
 def small_m_rows(arch: str, m: int = 16):
+    """Bytes moved at M rows, bandwidth-bound times, and (GEMV, M <= 4) bytes in flight before
+    and after split-K, with the time t = L + max(bytes / BW, (bytes / in_flight - 1) * L) for a
+    load latency L (Little's law; FP16 cuBLAS assumed to keep enough in flight)."""
     d = DEVICES[arch]
-    need_per_sm = d["bw"] * d["latency"] / d["sms"]
+    bw, lat = d["bw"], d["latency"]
     rows = []
     for k, n in AGGREGATOR_KN + CAMERA_HEAD_KN:
         fp16 = 2 * n * k + 2 * m * k + 2 * m * n
-        ours = weight_bytes_w4a16(k, n) + 2 * m * k + 2 * m * n
-        rows.append(dict(k=k, n=n, fp16_bytes=fp16, w4a16_bytes=ours, fp16_us=fp16 / d["bw"] * 1e6,
-                         w4a16_us=ours / d["bw"] * 1e6, ratio=fp16 / ours,
-                         need_in_flight_per_sm=need_per_sm))
+        splits = gemv_splits(n, k, d["sms"])
+        ours = weight_bytes_w4a16(k, n) + 2 * m * k + 2 * m * n + (splits * m * n * 4 * 2 if splits > 1 else 0)
+        old_fly, new_fly = gemv_in_flight(k, n, d["sms"], 1), gemv_in_flight(k, n, d["sms"], splits)
+
+        def latency_time(nbytes, fly):  # one latency, then the stream at BW or Little's law's rate
+            return lat + max(nbytes / bw, (nbytes / fly - 1) * lat)
+
+        rows.append(dict(k=k, n=n, fp16_bytes=fp16, w4a16_bytes=ours, fp16_us=fp16 / bw * 1e6,
+                         w4a16_us=ours / bw * 1e6, ratio=fp16 / ours, splits=splits,
+                         ctas_old=n // 16, ctas_new=n // 16 * splits, fly_old=old_fly, fly_new=new_fly,
+                         ratio_old=latency_time(fp16, fp16) / latency_time(ours, old_fly),
+                         ratio_new=latency_time(fp16, fp16) / latency_time(ours, new_fly)))
     return rows
 
 
@@ -77,15 +101,19 @@ def markdown() -> str:
     lines = []
     for arch, d in DEVICES.items():
         lines.append(f"{arch} ({d['name']}: {d['bw'] / 1e9:.0f} GB/s, {d['sms']} SMs, assumed latency "
-                     f"{d['latency'] * 1e6:.1f} us -> {d['bw'] * d['latency'] / d['sms'] / 1024:.1f} KB in flight "
-                     f"per SM to reach the bandwidth), M = 16, group {GROUP}:")
+                     f"{d['latency'] * 1e6:.1f} us -> {d['bw'] * d['latency'] / 2**10:.0f} KiB in flight "
+                     f"({d['bw'] * d['latency'] / d['sms'] / 2**10:.1f} KiB per SM) to reach the bandwidth), "
+                     f"M = 4 (GEMV), group {GROUP}; split-K partials counted twice (store, reload):")
         lines.append("")
-        lines.append("| K x N | FP16 bytes | W4A16 bytes | FP16 us | W4A16 us | ratio |")
-        lines.append("|---|---|---|---|---|---|")
-        for r in small_m_rows(arch):
+        lines.append("| K x N | FP16 bytes | W4A16 bytes | FP16 us | W4A16 us | bandwidth ratio | GEMV CTAs "
+                     "old -> new (splits) | in flight old -> new | with latency: old -> new |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
+        for r in small_m_rows(arch, m=4):
             lines.append(f"| {r['k']} x {r['n']} | {r['fp16_bytes'] / 2**20:.2f} MiB | "
                          f"{r['w4a16_bytes'] / 2**20:.2f} MiB | {r['fp16_us']:.2f} | {r['w4a16_us']:.2f} | "
-                         f"{r['ratio']:.2f}x |")
+                         f"{r['ratio']:.2f}x | {r['ctas_old']} -> {r['ctas_new']} ({r['splits']}) | "
+                         f"{r['fly_old'] / 2**10:.0f} -> {r['fly_new'] / 2**10:.0f} KiB | "
+                         f"{r['ratio_old']:.2f}x -> {r['ratio_new']:.2f}x |")
         lines.append("")
     lines.append("First-guess thresholds M* (dequantise + cuBLAS from M* rows on):")
     lines.append("")

@@ -40,7 +40,8 @@ typedef enum qvggt_w4a16_status {
     QVGGT_W4A16_ERR_ALIGN = 3,     /* a pointer breaks its alignment rule (LAYOUT block)     */
     QVGGT_W4A16_ERR_NULL = 4,      /* a required pointer is NULL                             */
     QVGGT_W4A16_ERR_ARG = 5,       /* unknown algo, split_k < 0, or GEMV forced with m > 8   */
-    QVGGT_W4A16_ERR_WORKSPACE = 6, /* split_k forced > 1 but workspace_bytes is too small    */
+    QVGGT_W4A16_ERR_WORKSPACE = 6, /* workspace_bytes too small for a forced split_k > 1 or
+                                      for a forced DEQUANT_CUBLAS                            */
     QVGGT_W4A16_ERR_LAUNCH = 7,    /* a CUDA call failed: see qvggt_w4a16_last_cuda_error()  */
     QVGGT_W4A16_ERR_CUBLAS = 8     /* dequant + cuBLAS forced, but cuBLAS cannot be loaded or
                                       a cuBLAS call failed: qvggt_w4a16_last_cublas_status()  */
@@ -109,7 +110,7 @@ QVGGT_W4A16_API int qvggt_w4a16_gemm(const void* a, const void* qweight, const v
                                      void* workspace, size_t workspace_bytes, cudaStream_t stream);
 
 /* As qvggt_w4a16_gemm with the kernel forced (algo: qvggt_w4a16_algo) and split_k forced when
- * > 0 (MMA algos only; 0 = choose). DEQUANT_CUBLAS needs the workspace of
+ * > 0 (GEMV and MMA algos; 0 = choose). DEQUANT_CUBLAS needs the workspace of
  * qvggt_w4a16_workspace_size_ex for it (ERR_WORKSPACE otherwise). */
 QVGGT_W4A16_API int qvggt_w4a16_gemm_ex(const void* a, const void* qweight, const void* scales,
                                         const void* bias, void* out, int m, int n, int k, int group,

@@ -15,9 +15,18 @@ struct Problem {
     const void* bias;     // fp16 [n] or nullptr
     void* out;            // fp16 [m, n]
     int m, n, k, group;
-    float* partials;      // fp32 [splits, m, n] when splits > 1, else unused
-    int splits;           // K slices (gridDim.z), >= 1
+    float* partials;      // fp32 [splits][m][n] when splits > 1, else unused
+    int splits;           // K slices (the grid's split dimension), >= 1
+    int* counters;        // when splits > 1: one arrival counter per output tile, zeroed before the launch
 };
+
+// Split-K scratch in the workspace: fp32 partials [splits][m][n], then int32 counters, one per output
+// tile of any kernel (GEMV: n/16 tiles; tensor cores: ceil(m/BM) x ceil(n/128) with BM >= 16).
+inline size_t splitk_counter_count(int m, int n) {
+    const size_t gemv = static_cast<size_t>(n) / 16;
+    const size_t mma = static_cast<size_t>((m + 15) / 16) * static_cast<size_t>((n + 127) / 128);
+    return gemv > mma ? gemv : mma;
+}
 
 // Tensor-core kernel variants; all use a 128-column CTA tile and BK = 64 (one layout chunk).
 enum class MmaTile { kM16, kM64, kM128 };
@@ -28,10 +37,11 @@ inline int mma_block_m(MmaTile tile) {
     return tile == MmaTile::kM16 ? 16 : (tile == MmaTile::kM64 ? 64 : 128);
 }
 
-// Each returns cudaGetLastError() after its launch(es).
+// Each returns cudaGetLastError() after its launch(es). With p.splits > 1 each first zeroes
+// p.counters (cudaMemsetAsync); the last CTA of a tile to arrive sums the partials of every
+// slice in slice order (deterministic) and writes the output: no separate reduction launch.
 cudaError_t launch_mma(MmaTile tile, const Problem& p, cudaStream_t stream);
 cudaError_t launch_gemv(const Problem& p, cudaStream_t stream);
-cudaError_t launch_splitk_reduce(const Problem& p, cudaStream_t stream);
 cudaError_t launch_dequantize(const void* qweight, const void* scales, void* w_out, int n, int k, int group,
                               cudaStream_t stream);
 // out[m][n] = bias[n] for every row (the C that cuBLAS adds to with beta = 1).

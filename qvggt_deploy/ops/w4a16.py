@@ -142,14 +142,16 @@ def dispatch_min_m(sm: int, n: int, k: int) -> Optional[int]:
 
 
 def _forced_split_bytes(split_k: int, m: int, n: int, k: int) -> int:
-    """FP32 partials a forced ``split_k`` needs (the library's normalize_splits: no empty K slice)."""
+    """Split-K scratch a forced ``split_k`` needs (the library's normalize_splits: no empty K
+    slice): fp32 partials ``[splits, m, n]``, then one int32 arrival counter per output tile."""
     chunks = k // 64
     if split_k <= 1 or chunks <= 1:
         return 0
     splits = min(split_k, chunks)
     per = -(-chunks // splits)
     splits = -(-chunks // per)
-    return splits * m * n * 4 if splits > 1 else 0
+    counters = max(n // 16, -(-m // 16) * -(-n // 128))  # splitk_counter_count in kernels/w4a16_internal.h
+    return splits * m * n * 4 + 4 * counters if splits > 1 else 0
 
 
 def _check_weights(qweight: torch.Tensor, scales: torch.Tensor, group: int, device: torch.device):

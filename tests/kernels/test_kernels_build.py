@@ -59,11 +59,13 @@ def test_workspace_covers_every_smaller_m(lib, n, k, group):
     sizes = [workspace(lib, m, n, k, group, FUSED) for m in range(1, 300)]
     assert sizes == sorted(sizes), "a bound for m must hold for every m' <= m"
     assert sizes[-1] == sizes[255] == workspace(lib, 13740, n, k, group, FUSED)  # no split-K past 256 rows
-    assert sizes[-1] <= 8 * 256 * n * 4
+    assert sizes[-1] <= 8 * 256 * n * 4 + 4 * max(n // 16, 16 * -(-n // 128))  # partials + tile counters
     if k == 64:
         assert sizes[-1] == 0  # one K chunk cannot be split
     assert [workspace(lib, m, n, k, group, MMA64) for m in (1, 100, 299)] == [sizes[0], sizes[99], sizes[298]]
-    assert workspace(lib, 8, n, k, group, GEMV) == 0
+    gemv = workspace(lib, 8, n, k, group, GEMV)  # forced GEMV serves m <= 8, split across K
+    assert gemv == workspace(lib, 300, n, k, group, GEMV) >= workspace(lib, 4, n, k, group, GEMV)
+    assert gemv <= 16 * 8 * n * 4 + 4 * max(n // 16, 1)
 
 
 def smallest_threshold(n, k):
@@ -109,7 +111,9 @@ def gemm(lib, a=0x1000, qw=0x2000, s=0x3000, bias=None, out=0x4000, m=4, n=64, k
     (dict(a=0x1008), ALIGN), (dict(qw=0x2004), ALIGN), (dict(s=0x3002), ALIGN), (dict(out=0x4002), ALIGN),
     (dict(bias=0x5002), ALIGN), (dict(ws=0x6008, ws_bytes=64), ALIGN),
     (dict(algo=7), ARG), (dict(algo=-1), ARG), (dict(split_k=-1), ARG), (dict(algo=1, m=9), ARG),
-    (dict(algo=1, split_k=2), ARG), (dict(algo=DEQUANT_CUBLAS, split_k=2, ws=0x6000, ws_bytes=1 << 20), ARG),
+    (dict(algo=1, split_k=2), WORKSPACE),  # a forced GEMV split needs its partials
+    (dict(algo=MMA16, split_k=2, ws=0x6000, ws_bytes=2 * 4 * 64 * 4), WORKSPACE),  # partials but no counters
+    (dict(algo=DEQUANT_CUBLAS, split_k=2, ws=0x6000, ws_bytes=1 << 20), ARG),
     (dict(algo=DEQUANT_CUBLAS), WORKSPACE),  # no room for the fp16 weights
     (dict(algo=DEQUANT_CUBLAS, ws=0x6000, ws_bytes=64 * 128 * 2 - 16), WORKSPACE),
     (dict(m=0), OK),  # nothing to do: no CUDA call, no kernel
