@@ -185,7 +185,7 @@ def gemm(a: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, bias: Opt
         group (int): input channels per scale.
         algo (str): one of :data:`ALGOS`. Defaults to ``"auto"`` (the library's dispatch, which
             dequantises + calls cuBLAS from the dispatch table's threshold on).
-        split_k (int): K slices for the tensor-core algos, 0 = the library's choice. Defaults to 0.
+        split_k (int): K slices for the GEMV and tensor-core algos, 0 = the library's choice. Defaults to 0.
         out (Tensor, optional): fp16 ``[M, N]`` to write into.
 
     Returns:

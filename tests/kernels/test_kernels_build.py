@@ -141,3 +141,18 @@ def test_full_fat_binary_builds(tmp_path):
     path = build_library(archs, tmp_path)
     assert (tmp_path / "libqvggt_w4a16.archs").read_text().split() == archs
     assert path.stat().st_size > 0
+
+
+@pytest.mark.parametrize("n,k", [(1024, 1024), (1024, 4096), (4096, 1024), (3072, 1024), (8192, 2048), (16, 64)])
+def test_split_choices_of_the_emulation_tests_are_the_library_s(lib, n, k):
+    """The GEMV and MMA16 split transcripts of tests/ops/test_ops_fragments_splitk.py, checked
+    through the workspace the library asks for (its split choices at the SM bound)."""
+    from tests.ops.test_ops_fragments_splitk import K_SM_BOUND, auto_splits, gemv_splits, partial_bytes
+
+    group = min(128, k)
+    assert workspace(lib, 8, n, k, group, GEMV) == max(partial_bytes(gemv_splits(n, k, K_SM_BOUND), m, n)
+                                                     for m in range(1, 9))
+    assert workspace(lib, 16, n, k, group, MMA16) == max(
+        max(partial_bytes(gemv_splits(n, k, K_SM_BOUND), m, n) for m in range(1, 5)),
+        max(partial_bytes(auto_splits(tile, m, n, k, K_SM_BOUND), m, n) for m in range(1, 17)
+            for tile in ("mma16", "mma64", "mma128")))
