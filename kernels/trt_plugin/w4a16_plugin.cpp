@@ -120,11 +120,13 @@ void W4A16GemmPlugin::prepareForRows(int64_t m) noexcept {
             QVGGT_W4A16_OK)
         return;
     if (min_m > 0 && m >= min_m && qvggt_w4a16_context_reserve_cublas(mContext) != QVGGT_W4A16_OK) {
-        // AUTO then stays with the fused kernels when cuBLAS cannot be loaded; say why once.
+        // -1: cuBLAS cannot be loaded, and AUTO stays with the fused kernels; any other status: enqueue
+        // tries again (and reports a failure there).
         log_message(ILogger::Severity::kWARNING, std::string(c::kOpType) + " '" + mName +
-                                                     "': no cuBLAS handle (cublasStatus_t " +
+                                                     "': cannot create a cuBLAS handle for M >= " +
+                                                     std::to_string(min_m) + " (cublasStatus_t " +
                                                      std::to_string(qvggt_w4a16_last_cublas_status()) +
-                                                     "); M >= " + std::to_string(min_m) + " runs the fused kernel");
+                                                     "; -1: cuBLAS not loadable, the fused kernel runs)");
     }
 }
 
