@@ -120,4 +120,22 @@ __device__ __forceinline__ void dequant_word(uint32_t word, half2 s_g, half2 s_g
     frag[3] = as_u32(__hmul2(q3, s_g8));
 }
 
+// ---------------------------------------------------------------------------------------------
+// Split-K, reduced in the kernel: each CTA stores its fp32 partials, then this arrival check.
+// ---------------------------------------------------------------------------------------------
+
+// Called by every thread of the CTA after its partial-sum stores. The fence makes each thread's
+// stores visible device-wide before thread 0 takes a ticket from the tile's counter (zeroed by
+// the host before the launch); true, in every thread, for the CTA that drew the last ticket, whose
+// later __ldcg reads of the other slices' partials then see their stores.
+__device__ __forceinline__ bool last_cta_of_tile(int* counter, int splits, bool* flag) {
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) *flag = atomicAdd(counter, 1) == splits - 1;
+    __syncthreads();
+    const bool last = *flag;
+    if (last) __threadfence();
+    return last;
+}
+
 }  // namespace qvggt

@@ -11,20 +11,28 @@
 namespace qvggt {
 namespace {
 
-// GEMV: one CTA per n16 block (16 output columns); its 8 warps take the K chunks round-robin and
-// meet in shared memory at the end. At M <= 8 the weight stream (N*K/2 bytes) is the cost, so
-// the kernel is built around keeping 16-byte weight loads in flight:
+// GEMV: CTA (nb, z) computes the 16 output columns of n16 block nb over K slice z (split-K: the
+// grid is N/16 x splits); its 8 warps take the slice's chunks round-robin and meet in shared memory.
+// At M <= 8 the weight stream (N*K/2 bytes) is the cost, so the kernel is built around keeping
+// 16-byte weight loads in flight:
 //  - a lane's 4 words of one chunk are one 16-byte load and a warp's are 512 contiguous bytes;
-//  - each warp issues kGemvUnroll chunk loads before it dequantises the first.
+//  - each warp issues kGemvUnroll chunk loads before it dequantises the first;
+//  - K is split so that the grid has at least 2 CTAs per SM (VGGT's 1024-wide layers have only
+//    64 n16 blocks for 132 H100 SMs).
+// Split-K reduction, fused: each CTA stores its fp32 sums in the workspace, then takes a ticket
+// from its block's arrival counter; the CTA that draws the last ticket adds the slices in slice
+// order 0, 1, ..., splits-1 (the same order whoever arrives last, so results are deterministic),
+// adds the bias and writes fp16. No second kernel.
 // No tensor cores: below ~4 rows an m16 mma would be mostly padding, and FP32 FMAs on the
 // dequantised fp16 weights give the same products (exact) and FP32 sums as the mma path.
 constexpr int kGemvThreads = 256;
 constexpr int kGemvWarps = kGemvThreads / 32;
-constexpr int kGemvUnroll = 4;  // 4 x 8 warps x 512 B = 16 KB in flight per CTA
+constexpr int kGemvUnroll = 4;  // up to 4 x 8 warps x 512 B = 16 KB in flight per CTA
 
 template <int MAXM>
 __global__ void __launch_bounds__(kGemvThreads) w4a16_gemv_kernel(Problem p) {
     __shared__ float partial[kGemvWarps][MAXM][16];
+    __shared__ bool last_cta;
     const half* QVGGT_RESTRICT A = static_cast<const half*>(p.a);
     const uint4* QVGGT_RESTRICT QW = static_cast<const uint4*>(p.qweight);
     const half* QVGGT_RESTRICT S = static_cast<const half*>(p.scales);
@@ -34,24 +42,27 @@ __global__ void __launch_bounds__(kGemvThreads) w4a16_gemv_kernel(Problem p) {
     const int g = lane >> 2, t = lane & 3;
     const int nb_total = p.n / 16;
     const int kc_total = p.k / 64;
+    const int kc_per = (kc_total + p.splits - 1) / p.splits;
+    const int kc_begin = blockIdx.y * kc_per;
+    const int kc_end = min(kc_begin + kc_per, kc_total);  // > kc_begin: the host never makes empty slices
     const int col_g = nb * 16 + g;
 
     float acc[MAXM][2];
 #pragma unroll
     for (int i = 0; i < MAXM; ++i) acc[i][0] = acc[i][1] = 0.0f;
 
-    for (int kc0 = warp; kc0 < kc_total; kc0 += kGemvWarps * kGemvUnroll) {
+    for (int kc0 = kc_begin + warp; kc0 < kc_end; kc0 += kGemvWarps * kGemvUnroll) {
         uint4 w[kGemvUnroll];
 #pragma unroll
         for (int u = 0; u < kGemvUnroll; ++u) {
             const int kc = kc0 + u * kGemvWarps;
-            w[u] = kc < kc_total ? __ldg(QW + (static_cast<size_t>(kc) * nb_total + nb) * 32 + lane)
-                                 : make_uint4(0u, 0u, 0u, 0u);
+            w[u] = kc < kc_end ? __ldg(QW + (static_cast<size_t>(kc) * nb_total + nb) * 32 + lane)
+                               : make_uint4(0u, 0u, 0u, 0u);
         }
 #pragma unroll
         for (int u = 0; u < kGemvUnroll; ++u) {
             const int kc = kc0 + u * kGemvWarps;
-            if (kc >= kc_total) continue;
+            if (kc >= kc_end) continue;
             const uint32_t words[4] = {w[u].x, w[u].y, w[u].z, w[u].w};
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
@@ -103,46 +114,26 @@ __global__ void __launch_bounds__(kGemvThreads) w4a16_gemv_kernel(Problem p) {
         }
     }
     __syncthreads();
-    if (tid < MAXM * 16) {
-        const int mi = tid >> 4, c = tid & 15;
-        if (mi < p.m) {
-            float s = 0.0f;
+    const int mi = tid >> 4, c = tid & 15;  // thread (mi, c) owns output (mi, nb*16 + c)
+    const int col = nb * 16 + c;
+    const bool owner = tid < MAXM * 16 && mi < p.m;
+    float s = 0.0f;
+    if (owner) {
 #pragma unroll
-            for (int w8 = 0; w8 < kGemvWarps; ++w8) s += partial[w8][mi][c];
-            const int col = nb * 16 + c;
-            if (p.bias != nullptr) s += __half2float(static_cast<const half*>(p.bias)[col]);
-            static_cast<half*>(p.out)[static_cast<size_t>(mi) * p.n + col] = __float2half_rn(s);
+        for (int w8 = 0; w8 < kGemvWarps; ++w8) s += partial[w8][mi][c];
+    }
+    if (p.splits > 1) {
+        if (owner) p.partials[(static_cast<size_t>(blockIdx.y) * p.m + mi) * p.n + col] = s;
+        if (!last_cta_of_tile(p.counters + nb, p.splits, &last_cta)) return;
+        if (owner) {
+            s = 0.0f;
+            for (int z = 0; z < p.splits; ++z) s += __ldcg(p.partials + (static_cast<size_t>(z) * p.m + mi) * p.n + col);
         }
     }
-}
-
-// out = fp16(sum over K slices of the fp32 partials + bias), 4 columns per thread (N % 16 == 0,
-// so a quad never crosses a row; the workspace is 16-byte aligned).
-__global__ void splitk_reduce_kernel(Problem p) {
-    const size_t quads = static_cast<size_t>(p.m) * p.n / 4;
-    const size_t q = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (q >= quads) return;
-    const float4* parts = reinterpret_cast<const float4*>(p.partials);
-    float4 s = parts[q];
-    for (int z = 1; z < p.splits; ++z) {
-        const float4 v = parts[static_cast<size_t>(z) * quads + q];
-        s.x += v.x;
-        s.y += v.y;
-        s.z += v.z;
-        s.w += v.w;
+    if (owner) {
+        if (p.bias != nullptr) s += __half2float(static_cast<const half*>(p.bias)[col]);
+        static_cast<half*>(p.out)[static_cast<size_t>(mi) * p.n + col] = __float2half_rn(s);
     }
-    const int col = static_cast<int>((q * 4) % p.n);
-    if (p.bias != nullptr) {
-        const half2* b = reinterpret_cast<const half2*>(static_cast<const half*>(p.bias) + col);
-        const float2 b0 = __half22float2(b[0]), b1 = __half22float2(b[1]);
-        s.x += b0.x;
-        s.y += b0.y;
-        s.z += b1.x;
-        s.w += b1.y;
-    }
-    half2* o = reinterpret_cast<half2*>(static_cast<half*>(p.out) + q * 4);
-    o[0] = __floats2half2_rn(s.x, s.y);
-    o[1] = __floats2half2_rn(s.z, s.w);
 }
 
 // One thread per packed word: decode it exactly as the GEMM does (dequant_word) and scatter the
@@ -172,23 +163,34 @@ __global__ void dequantize_kernel(const uint32_t* QVGGT_RESTRICT qw, const half*
     *reinterpret_cast<uint32_t*>(row_g8 + 8) = frag[3];
 }
 
+// out[m][n] = bias[n], two columns per thread (N % 16 == 0, out and bias 4-byte aligned).
+__global__ void fill_bias_kernel(const half2* QVGGT_RESTRICT bias, half2* QVGGT_RESTRICT out, int m, int n2) {
+    const size_t pairs = static_cast<size_t>(m) * n2;
+    const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < pairs) out[i] = bias[i % n2];
+}
+
 }  // namespace
 
+cudaError_t launch_fill_bias(const void* bias, void* out, int m, int n, cudaStream_t stream) {
+    const size_t pairs = static_cast<size_t>(m) * n / 2;
+    const unsigned blocks = static_cast<unsigned>((pairs + 255) / 256);
+    fill_bias_kernel<<<blocks, 256, 0, stream>>>(static_cast<const half2*>(bias), static_cast<half2*>(out), m, n / 2);
+    return cudaGetLastError();
+}
+
 cudaError_t launch_gemv(const Problem& p, cudaStream_t stream) {
-    const dim3 grid(p.n / 16);
+    const dim3 grid(p.n / 16, p.splits);
+    if (p.splits > 1) {
+        const cudaError_t err = cudaMemsetAsync(p.counters, 0, sizeof(int) * (p.n / 16), stream);
+        if (err != cudaSuccess) return err;
+    }
     // Instantiations for M bounds 1, 2, 4, 8: the FMA work is MAXM-proportional, so a 1-row
     // call must not pay for 8 rows.
     if (p.m <= 1) w4a16_gemv_kernel<1><<<grid, kGemvThreads, 0, stream>>>(p);
     else if (p.m <= 2) w4a16_gemv_kernel<2><<<grid, kGemvThreads, 0, stream>>>(p);
     else if (p.m <= 4) w4a16_gemv_kernel<4><<<grid, kGemvThreads, 0, stream>>>(p);
     else w4a16_gemv_kernel<8><<<grid, kGemvThreads, 0, stream>>>(p);
-    return cudaGetLastError();
-}
-
-cudaError_t launch_splitk_reduce(const Problem& p, cudaStream_t stream) {
-    const size_t quads = static_cast<size_t>(p.m) * p.n / 4;
-    const unsigned blocks = static_cast<unsigned>((quads + 255) / 256);
-    splitk_reduce_kernel<<<blocks, 256, 0, stream>>>(p);
     return cudaGetLastError();
 }
 

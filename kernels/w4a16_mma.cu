@@ -19,6 +19,12 @@
 // Pipeline: STAGES shared-memory stages, each one 64-deep K chunk (= one layout chunk kc):
 // A tile BM x 64 fp16 (XOR-swizzled rows), B 8 n16 blocks x 512 bytes of packed words, and
 // 2 x 128 fp16 scales. cp.async fills stage (i + STAGES - 1) while the warps compute stage i.
+// STAGES is 8 for the 16-row tile (M <= 16 streams the weights: 7 x 6.5 KB in flight per CTA,
+// 52 KB of shared memory) and 4 for the larger tiles (compute-bound; 4 keeps the 128-row tile at
+// 82 KB, within sm_86/sm_89's 99 KB).
+//
+// Split-K (gridDim.z > 1): each CTA stores its fp32 tile in the workspace; the last CTA of the
+// tile to arrive (last_cta_of_tile) adds the slices in slice order, adds the bias and writes fp16.
 #include <atomic>
 #include <cstdint>
 
@@ -34,12 +40,10 @@ namespace {
 constexpr int kThreads = 256;  // 8 warps: enough to hide ldmatrix/mma latency with one CTA per SM
 constexpr int kWarps = kThreads / 32;
 constexpr int kBK = 64;        // = one layout chunk kc, so a stage's B tile is contiguous in memory
-// 4 stages keep 3 chunks in flight while one is consumed; with the BM = 128 tile that is 82 KB of
-// shared memory, which still fits the 99 KB per-block limit of sm_86/sm_89 (sm_80/87/90 have more).
-constexpr int kStages = 4;
 
-template <int BM, int WARPS_M>
+template <int BM, int WARPS_M, int STAGES>
 struct Tile {
+    static constexpr int kStages = STAGES;
     static constexpr int kWarpsN = kWarps / WARPS_M;
     static constexpr int kWarpM = BM / WARPS_M;     // rows per warp
     static constexpr int kWarpN = kMmaBN / kWarpsN; // columns per warp
@@ -51,6 +55,8 @@ struct Tile {
     static constexpr int kSmem = kStages * (kAStage + kBStage + kSStage);
     static_assert(kWarpM % 16 == 0 && kWarpN % 16 == 0, "warp tile must be whole m16 x n16 blocks");
     static_assert(kThreads * 16 == kBStage, "one 16-byte B copy per thread per stage");
+    static_assert(kSmem <= 99 * 1024, "must fit the per-block shared memory of sm_86/sm_89");
+    static_assert(STAGES >= 2, "cp.async.wait_group<STAGES - 2> needs two stages");
 };
 
 // A tile row r holds 64 halves = 8 chunks of 16 bytes; chunk c is stored at c ^ (r % 8). The 8
@@ -58,9 +64,10 @@ struct Tile {
 // different 16-byte bank groups: conflict-free, without padding.
 __device__ __forceinline__ int swizzle(int row, int chunk) { return row * kBK + ((chunk ^ (row & 7)) << 3); }
 
-template <int BM, int WARPS_M>
+template <int BM, int WARPS_M, int STAGES>
 __global__ void __launch_bounds__(kThreads) w4a16_mma_kernel(Problem p) {
-    using T = Tile<BM, WARPS_M>;
+    using T = Tile<BM, WARPS_M, STAGES>;
+    constexpr int kStages = STAGES;
     extern __shared__ __align__(16) unsigned char smem[];
     half* sA = reinterpret_cast<half*>(smem);
     uint32_t* sB = reinterpret_cast<uint32_t*>(smem + kStages * T::kAStage);
@@ -214,12 +221,44 @@ __global__ void __launch_bounds__(kThreads) w4a16_mma_kernel(Problem p) {
             }
         }
     }
+    if (p.splits == 1) return;
+
+    // Split-K: the last CTA of this tile sums the slices' partials, 4 columns per thread and step
+    // (a row of the tile is 32 float4; N % 16 == 0, so a float4 never straddles the edge).
+    __shared__ bool last_cta;
+    if (!last_cta_of_tile(p.counters + blockIdx.y * gridDim.x + blockIdx.x, p.splits, &last_cta)) return;
+    const size_t slice = static_cast<size_t>(p.m) * p.n;
+    for (int q = tid; q < BM * (kMmaBN / 4); q += kThreads) {
+        const int row = m0 + q / (kMmaBN / 4);
+        const int col = n0 + (q % (kMmaBN / 4)) * 4;
+        if (row >= p.m || col >= p.n) continue;
+        const float* src = p.partials + static_cast<size_t>(row) * p.n + col;
+        float4 s = __ldcg(reinterpret_cast<const float4*>(src));
+        for (int z = 1; z < p.splits; ++z) {
+            const float4 v = __ldcg(reinterpret_cast<const float4*>(src + z * slice));
+            s.x += v.x;
+            s.y += v.y;
+            s.z += v.z;
+            s.w += v.w;
+        }
+        if (bias != nullptr) {
+            const float2 b0 = __half22float2(*reinterpret_cast<const half2*>(bias + col));
+            const float2 b1 = __half22float2(*reinterpret_cast<const half2*>(bias + col + 2));
+            s.x += b0.x;
+            s.y += b0.y;
+            s.z += b1.x;
+            s.w += b1.y;
+        }
+        half2* o = reinterpret_cast<half2*>(out + static_cast<size_t>(row) * p.n + col);
+        o[0] = __floats2half2_rn(s.x, s.y);
+        o[1] = __floats2half2_rn(s.z, s.w);
+    }
 }
 
-template <int BM, int WARPS_M>
+template <int BM, int WARPS_M, int STAGES>
 cudaError_t launch_tile(const Problem& p, cudaStream_t stream) {
-    using T = Tile<BM, WARPS_M>;
-    auto kernel = w4a16_mma_kernel<BM, WARPS_M>;
+    using T = Tile<BM, WARPS_M, STAGES>;
+    auto kernel = w4a16_mma_kernel<BM, WARPS_M, STAGES>;
     // Dynamic shared memory above 48 KB must be opted into once per device and kernel.
     static std::atomic<unsigned long long> configured{0};
     if (T::kSmem > 48 * 1024) {
@@ -234,6 +273,10 @@ cudaError_t launch_tile(const Problem& p, cudaStream_t stream) {
         }
     }
     const dim3 grid((p.n + kMmaBN - 1) / kMmaBN, (p.m + BM - 1) / BM, p.splits);
+    if (p.splits > 1) {
+        const cudaError_t err = cudaMemsetAsync(p.counters, 0, sizeof(int) * grid.x * grid.y, stream);
+        if (err != cudaSuccess) return err;
+    }
     kernel<<<grid, kThreads, T::kSmem, stream>>>(p);
     return cudaGetLastError();
 }
@@ -242,9 +285,9 @@ cudaError_t launch_tile(const Problem& p, cudaStream_t stream) {
 
 cudaError_t launch_mma(MmaTile tile, const Problem& p, cudaStream_t stream) {
     switch (tile) {
-        case MmaTile::kM16: return launch_tile<16, 1>(p, stream);    // 8 warps side by side, 16 x 16 each
-        case MmaTile::kM64: return launch_tile<64, 2>(p, stream);    // 2 x 4 warps, 32 x 32 each
-        case MmaTile::kM128: return launch_tile<128, 2>(p, stream);  // 2 x 4 warps, 64 x 32 each
+        case MmaTile::kM16: return launch_tile<16, 1, 8>(p, stream);    // 8 warps side by side, 16 x 16 each
+        case MmaTile::kM64: return launch_tile<64, 2, 4>(p, stream);    // 2 x 4 warps, 32 x 32 each
+        case MmaTile::kM128: return launch_tile<128, 2, 4>(p, stream);  // 2 x 4 warps, 64 x 32 each
     }
     return cudaErrorInvalidValue;
 }

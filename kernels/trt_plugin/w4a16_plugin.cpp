@@ -9,6 +9,8 @@
 #include <exception>
 #include <sstream>
 
+#include <cuda_runtime_api.h>
+
 #include "../w4a16_gemm.h"
 #include "qvggt_plugin_contract.h"
 
@@ -104,6 +106,28 @@ W4A16GemmPlugin::W4A16GemmPlugin(W4A16GemmPlugin const& other)
       mName(other.mName),
       mParams(other.mParams) {
     refreshFields();  // the field pointers must point into this copy, not into `other`
+}
+
+W4A16GemmPlugin::~W4A16GemmPlugin() { qvggt_w4a16_context_destroy(mContext); }
+
+void W4A16GemmPlugin::prepareForRows(int64_t m) noexcept {
+    if (mContext == nullptr || m <= 0) return;
+    int dev = 0, major = 0, minor = 0, min_m = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess ||
+        qvggt_w4a16_dispatch_min_m(10 * major + minor, mParams.out_features, mParams.in_features, &min_m) !=
+            QVGGT_W4A16_OK)
+        return;
+    if (min_m > 0 && m >= min_m && qvggt_w4a16_context_reserve_cublas(mContext) != QVGGT_W4A16_OK) {
+        // -1: cuBLAS cannot be loaded, and AUTO stays with the fused kernels; any other status: enqueue
+        // tries again (and reports a failure there).
+        log_message(ILogger::Severity::kWARNING, std::string(c::kOpType) + " '" + mName +
+                                                     "': cannot create a cuBLAS handle for M >= " +
+                                                     std::to_string(min_m) + " (cublasStatus_t " +
+                                                     std::to_string(qvggt_w4a16_last_cublas_status()) +
+                                                     "; -1: cuBLAS not loadable, the fused kernel runs)");
+    }
 }
 
 void W4A16GemmPlugin::refreshFields() noexcept {
@@ -239,7 +263,9 @@ int32_t W4A16GemmPlugin::onShapeChange(PluginTensorDesc const* in, int32_t nbInp
     if (nbInputs != numInputs() || nbOutputs != c::kNumOutputs) return -1;
     Dims dims[4];
     for (int32_t i = 0; i < nbInputs; ++i) dims[i] = in[i].dims;
-    return checkStaticDims(dims, nbInputs) ? 0 : -1;
+    if (!checkStaticDims(dims, nbInputs)) return -1;
+    prepareForRows(rows_of(in[c::kInputX].dims));
+    return 0;
 }
 
 int32_t W4A16GemmPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* outputDesc,
@@ -255,22 +281,32 @@ int32_t W4A16GemmPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensor
     // TensorRT allocated getWorkspaceSize() for the largest M; the bound for this M is no larger.
     size_t workspace_bytes = 0;
     if (workspace != nullptr) qvggt_w4a16_workspace_size(static_cast<int>(m), n, k, g, &workspace_bytes);
-    const int status = qvggt_w4a16_gemm(inputs[c::kInputX], inputs[c::kInputQweight], inputs[c::kInputScales],
-                                        mParams.has_bias ? inputs[c::kInputBias] : nullptr, outputs[0],
-                                        static_cast<int>(m), n, k, g, workspace, workspace_bytes, stream);
+    // AUTO: the dispatch table picks the fused kernels or dequantise + cuBLAS (this instance's handle).
+    const int status = qvggt_w4a16_gemm_ctx(mContext, inputs[c::kInputX], inputs[c::kInputQweight],
+                                            inputs[c::kInputScales], mParams.has_bias ? inputs[c::kInputBias] : nullptr,
+                                            outputs[0], static_cast<int>(m), n, k, g, workspace, workspace_bytes,
+                                            stream, QVGGT_W4A16_ALGO_AUTO, 0);
     if (status != QVGGT_W4A16_OK) {
         std::ostringstream msg;
         msg << "qvggt_w4a16_gemm(m=" << m << ", n=" << n << ", k=" << k << ", group=" << g
             << ") failed: " << qvggt_w4a16_status_string(status);
         if (status == QVGGT_W4A16_ERR_LAUNCH) msg << " (cudaError_t " << qvggt_w4a16_last_cuda_error() << ")";
+        if (status == QVGGT_W4A16_ERR_CUBLAS) msg << " (cublasStatus_t " << qvggt_w4a16_last_cublas_status() << ")";
         error(msg.str());
     }
     return status;
 }
 
 IPluginV3* W4A16GemmPlugin::attachToContext(nvinfer1::IPluginResourceContext* context) noexcept {
-    (void)context;  // no per-context resources: the weights are inputs, the scratch is TensorRT's workspace
-    return clone();
+    (void)context;  // the weights are inputs and the scratch is TensorRT's workspace; cuBLAS is ours
+    auto* runtime = static_cast<W4A16GemmPlugin*>(clone());
+    if (runtime != nullptr && qvggt_w4a16_context_create(&runtime->mContext) != QVGGT_W4A16_OK) {
+        // Without a context, calls use the library's per-thread one: still correct.
+        error("qvggt_w4a16_context_create failed (cudaError_t " + std::to_string(qvggt_w4a16_last_cuda_error()) +
+              "); using the library's per-thread context");
+        runtime->mContext = nullptr;
+    }
+    return runtime;
 }
 
 PluginFieldCollection const* W4A16GemmPlugin::getFieldsToSerialize() noexcept {

@@ -13,6 +13,8 @@
 
 #include <NvInferRuntime.h>
 
+#include "../w4a16_gemm.h"
+
 namespace qvggt {
 namespace trt {
 
@@ -36,7 +38,7 @@ public:
     W4A16GemmPlugin(std::string name, W4A16Params const& params);
     W4A16GemmPlugin(W4A16GemmPlugin const& other);
     W4A16GemmPlugin& operator=(W4A16GemmPlugin const&) = delete;
-    ~W4A16GemmPlugin() override = default;
+    ~W4A16GemmPlugin() override;
 
     // IPluginV3
     nvinfer1::IPluginCapability* getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept override;
@@ -81,10 +83,15 @@ private:
     bool checkStaticDims(nvinfer1::Dims const* dims, int32_t nbInputs) const noexcept;
     void error(std::string const& what) const noexcept;
     void refreshFields() noexcept;
+    // Creates the context's cuBLAS handle when the dispatch table sends m rows to cuBLAS on this
+    // GPU, so that enqueue never allocates (it may be captured into a CUDA graph).
+    void prepareForRows(int64_t m) noexcept;
 
     std::string mName;          // layer name given to createPlugin, for messages
     W4A16Params mParams;
     std::string mDescription;   // timing-cache id / metadata: the fields as text
+    // Runtime instances only (attachToContext): this instance's cuBLAS handle, on its device.
+    qvggt_w4a16_context mContext{nullptr};
     std::vector<nvinfer1::PluginField> mFields;
     nvinfer1::PluginFieldCollection mFieldCollection{};
 };

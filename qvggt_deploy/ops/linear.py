@@ -7,7 +7,7 @@ returned in the input's dtype (VGGT's heads run in fp32 around it).
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,10 @@ from qvggt_deploy.ops.layout import kernel_shape_error, repack_for_kernel
 # name -> (canonical qweight uint8 [N, K/2], scales fp16 [N, K/group], group): what the
 # calibration recipe's weights.safetensors provides.
 LayerWeights = Tuple[torch.Tensor, torch.Tensor, int]
+# "table": the dispatch table (qvggt_deploy/ops/w4a16_dispatch.json) for the input's GPU; an int:
+# that many rows; None: always the fused kernel.
+CublasMinM = Union[int, str, None]
+TABLE = "table"
 
 
 class W4A16Linear(nn.Module):
@@ -33,19 +37,24 @@ class W4A16Linear(nn.Module):
         out_features (int): N, a multiple of 16.
         group (int): input channels per scale, a multiple of 32 dividing K.
         bias (bool): whether a bias buffer exists. Defaults to True.
-        cublas_min_m (int, optional): on CUDA, from this many rows on, dequantise the weights
-            with the library's kernel and multiply with cuBLAS instead of the fused kernel (the
-            large-M alternative benchmarks/gpu_check.py measures). Defaults to None (always fused).
+        cublas_min_m (int, "table" or None): on CUDA, from how many rows on the weights are
+            dequantised with the library's kernel and multiplied by cuBLAS (``F.linear`` in fp16)
+            instead of running the fused kernel. ``"table"``: the dispatch table's threshold for
+            this GPU and shape (:mod:`qvggt_deploy.ops.dispatch`); None: always fused. Defaults
+            to ``"table"``.
     """
 
     def __init__(self, in_features: int, out_features: int, group: int, bias: bool = True,
-                 cublas_min_m: Optional[int] = None, device=None):
+                 cublas_min_m: CublasMinM = TABLE, device=None):
         super().__init__()
         reason = kernel_shape_error(out_features, in_features, group)
         if reason is not None:
             raise QvggtError(f"W4A16Linear({in_features} -> {out_features}, group {group}): {reason}")
+        if not (cublas_min_m is None or cublas_min_m == TABLE or (isinstance(cublas_min_m, int) and cublas_min_m > 0)):
+            raise QvggtError(f"W4A16Linear: cublas_min_m must be a positive int, {TABLE!r} or None, got {cublas_min_m!r}")
         self.in_features, self.out_features, self.group = in_features, out_features, group
         self.cublas_min_m = cublas_min_m
+        self._table_thresholds: Dict[int, Optional[int]] = {}  # device index -> the table's threshold
         self.register_buffer("qweight", torch.zeros(in_features // 64, 8 * out_features, dtype=torch.int32,
                                                     device=device))
         self.register_buffer("scales", torch.zeros(in_features // group, out_features, dtype=torch.float16,
@@ -54,7 +63,7 @@ class W4A16Linear(nn.Module):
 
     @classmethod
     def from_quantized(cls, qweight: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor], group: int,
-                       cublas_min_m: Optional[int] = None) -> "W4A16Linear":
+                       cublas_min_m: CublasMinM = TABLE) -> "W4A16Linear":
         """Build from canonical INT4 weights (``qvggt_deploy/quant/quantizer.py``).
 
         Args:
@@ -91,14 +100,27 @@ class W4A16Linear(nn.Module):
             from qvggt_deploy.ops import w4a16
 
             x16 = x2.to(torch.float16)
-            if self.cublas_min_m is not None and x2.shape[0] >= self.cublas_min_m:
+            threshold = self.threshold_for(x.device)
+            if threshold is not None and x2.shape[0] >= threshold:
                 w = w4a16.dequantize(self.qweight, self.scales, self.group)
                 y = F.linear(x16, w, self.bias)
             else:
-                y = w4a16.gemm(x16, self.qweight, self.scales, self.bias, self.group)
+                y = w4a16.gemm(x16, self.qweight, self.scales, self.bias, self.group, algo="fused")
         else:
             y = reference.w4a16_gemm_reference(x2, self.qweight, self.scales, self.bias, self.group)
         return y.reshape(*lead, self.out_features).to(x.dtype)
+
+    def threshold_for(self, device: torch.device) -> Optional[int]:
+        """Rows from which this layer takes the dequantise + cuBLAS route on ``device`` (None: never)."""
+        if self.cublas_min_m != TABLE:
+            return self.cublas_min_m
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if index not in self._table_thresholds:
+            from qvggt_deploy.ops.dispatch import cublas_min_m
+
+            major, minor = torch.cuda.get_device_capability(index)
+            self._table_thresholds[index] = cublas_min_m(10 * major + minor, self.in_features, self.out_features)
+        return self._table_thresholds[index]
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, group={self.group}, "
@@ -133,7 +155,7 @@ def rtn_w4a16_layers(model: nn.Module, group: int, clip: float = 1.0,
 
 
 def convert_model_to_w4a16(model: nn.Module, layers: Dict[str, LayerWeights], *,
-                           cublas_min_m: Optional[int] = None) -> nn.Module:
+                           cublas_min_m: CublasMinM = TABLE) -> nn.Module:
     """Swap the named ``nn.Linear`` modules of ``model`` for :class:`W4A16Linear`, in place.
 
     Every entry is validated before anything is swapped, so a bad entry leaves the model as it was.
@@ -142,7 +164,8 @@ def convert_model_to_w4a16(model: nn.Module, layers: Dict[str, LayerWeights], *,
         model (nn.Module): the model (e.g. VGGT).
         layers (dict): module name -> ``(qweight, scales, group)``, canonical format: uint8
             ``[N, K/2]``, fp16 ``[N, K/group]``.
-        cublas_min_m (int, optional): passed to every :class:`W4A16Linear`. Defaults to None.
+        cublas_min_m (int, "table" or None): passed to every :class:`W4A16Linear`. Defaults to
+            ``"table"``.
 
     Returns:
         ``model``.
@@ -178,7 +201,7 @@ def convert_model_to_w4a16(model: nn.Module, layers: Dict[str, LayerWeights], *,
 
 
 def apply_recipe_with_kernel(model: nn.Module, recipe, check: bool = True,
-                             cublas_min_m: Optional[int] = None) -> nn.Module:
+                             cublas_min_m: CublasMinM = TABLE) -> nn.Module:
     """Apply a recipe so that its W4A16 layers run the real kernel (:class:`W4A16Linear`).
 
     Smoothing is folded and the other quantized layers are fake-quantized exactly as

@@ -22,12 +22,15 @@ from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.ops.layout import kernel_shape_error, repack_for_kernel, unrepack_from_kernel
 
 __all__ = ["ABI_VERSION", "ALGOS", "library_path", "load_library", "gemm", "dequantize", "workspace_size",
-           "repack_for_kernel", "unrepack_from_kernel"]
+           "dispatch_min_m", "repack_for_kernel", "unrepack_from_kernel"]
 
-ABI_VERSION = 1  # QVGGT_W4A16_ABI_VERSION in kernels/w4a16_gemm.h
+ABI_VERSION = 2  # QVGGT_W4A16_ABI_VERSION in kernels/w4a16_gemm.h
 ENV_LIB = "QVGGT_W4A16_LIB"
-ALGOS = {"auto": 0, "gemv": 1, "mma16": 2, "mma64": 3, "mma128": 4}  # qvggt_w4a16_algo
+# qvggt_w4a16_algo: "auto" is the library's whole dispatch (dispatch table included), "fused" the
+# same without the dequantise + cuBLAS route, "dequant_cublas" that route forced.
+ALGOS = {"auto": 0, "gemv": 1, "mma16": 2, "mma64": 3, "mma128": 4, "dequant_cublas": 5, "fused": 6}
 STATUS_LAUNCH = 7
+STATUS_CUBLAS = 8
 # cudaError_t values worth a hint (the library links the CUDA runtime statically, so it cannot
 # lend us cudaGetErrorString).
 _CUDA_HINTS = {
@@ -64,9 +67,16 @@ def _declare(lib: ctypes.CDLL) -> None:
         "qvggt_w4a16_status_string": [i],
         "qvggt_w4a16_last_cuda_error": [],
         "qvggt_w4a16_check_shape": [i, i, i, i],
+        "qvggt_w4a16_last_cublas_status": [],
+        "qvggt_w4a16_dispatch_min_m": [i, i, i, ctypes.POINTER(i)],
         "qvggt_w4a16_workspace_size": [i, i, i, i, ctypes.POINTER(sz)],
+        "qvggt_w4a16_workspace_size_ex": [i, i, i, i, i, ctypes.POINTER(sz)],
         "qvggt_w4a16_gemm": [vp, vp, vp, vp, vp, i, i, i, i, vp, sz, vp],
         "qvggt_w4a16_gemm_ex": [vp, vp, vp, vp, vp, i, i, i, i, vp, sz, vp, i, i],
+        "qvggt_w4a16_gemm_ctx": [vp, vp, vp, vp, vp, vp, i, i, i, i, vp, sz, vp, i, i],
+        "qvggt_w4a16_context_create": [ctypes.POINTER(vp)],
+        "qvggt_w4a16_context_reserve_cublas": [vp],
+        "qvggt_w4a16_context_destroy": [vp],
         "qvggt_w4a16_dequantize": [vp, vp, vp, i, i, i, vp],
     }
     for name, args in sigs.items():
@@ -106,26 +116,42 @@ def _raise(lib: ctypes.CDLL, status: int, what: str, m: int, n: int, k: int, gro
     if status == STATUS_LAUNCH:
         code = lib.qvggt_w4a16_last_cuda_error()
         message += f" (cudaError_t {code}{': ' + _CUDA_HINTS[code] if code in _CUDA_HINTS else ''})"
+    elif status == STATUS_CUBLAS:
+        message += f" (cublasStatus_t {lib.qvggt_w4a16_last_cublas_status()})"
     raise QvggtError(f"{what} failed for m={m}, n={n}, k={k}, group={group}: {message}")
 
 
-def workspace_size(m: int, n: int, k: int, group: int) -> int:
-    """Bytes of workspace that let the kernel use its preferred split-K for every M <= ``m``."""
+def workspace_size(m: int, n: int, k: int, group: int, algo: str = "auto") -> int:
+    """Bytes of workspace that let ``algo`` take its preferred route for every M <= ``m``."""
+    if algo not in ALGOS:
+        raise QvggtError(f"unknown W4A16 algo {algo!r}; choose one of {', '.join(ALGOS)}")
     lib = load_library()
     size = ctypes.c_size_t(0)
-    _raise(lib, lib.qvggt_w4a16_workspace_size(m, n, k, group, ctypes.byref(size)), "workspace query", m, n, k, group)
+    _raise(lib, lib.qvggt_w4a16_workspace_size_ex(m, n, k, group, ALGOS[algo], ctypes.byref(size)),
+           "workspace query", m, n, k, group)
     return size.value
 
 
+def dispatch_min_m(sm: int, n: int, k: int) -> Optional[int]:
+    """The library's compiled-in dispatch table: rows from which AUTO uses dequantise + cuBLAS
+    for an ``[n, k]`` weight on compute capability ``sm`` (None: never)."""
+    lib = load_library()
+    value = ctypes.c_int(0)
+    _raise(lib, lib.qvggt_w4a16_dispatch_min_m(sm, n, k, ctypes.byref(value)), "dispatch lookup", 0, n, k, 0)
+    return value.value or None
+
+
 def _forced_split_bytes(split_k: int, m: int, n: int, k: int) -> int:
-    """FP32 partials a forced ``split_k`` needs (the library's normalize_splits: no empty K slice)."""
+    """Split-K scratch a forced ``split_k`` needs (the library's normalize_splits: no empty K
+    slice): fp32 partials ``[splits, m, n]``, then one int32 arrival counter per output tile."""
     chunks = k // 64
     if split_k <= 1 or chunks <= 1:
         return 0
     splits = min(split_k, chunks)
     per = -(-chunks // splits)
     splits = -(-chunks // per)
-    return splits * m * n * 4 if splits > 1 else 0
+    counters = max(n // 16, -(-m // 16) * -(-n // 128))  # splitk_counter_count in kernels/w4a16_internal.h
+    return splits * m * n * 4 + 4 * counters if splits > 1 else 0
 
 
 def _check_weights(qweight: torch.Tensor, scales: torch.Tensor, group: int, device: torch.device):
@@ -157,8 +183,9 @@ def gemm(a: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, bias: Opt
         scales (Tensor): fp16 ``[K/group, N]`` from :func:`repack_for_kernel`.
         bias (Tensor, optional): fp16 ``[N]``.
         group (int): input channels per scale.
-        algo (str): one of :data:`ALGOS`. Defaults to ``"auto"`` (the library's dispatch).
-        split_k (int): K slices for the tensor-core algos, 0 = the library's choice. Defaults to 0.
+        algo (str): one of :data:`ALGOS`. Defaults to ``"auto"`` (the library's dispatch, which
+            dequantises + calls cuBLAS from the dispatch table's threshold on).
+        split_k (int): K slices for the GEMV and tensor-core algos, 0 = the library's choice. Defaults to 0.
         out (Tensor, optional): fp16 ``[M, N]`` to write into.
 
     Returns:
@@ -183,7 +210,7 @@ def gemm(a: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, bias: Opt
     elif out.dtype != torch.float16 or tuple(out.shape) != (m, n) or out.device != a.device or not out.is_contiguous():
         raise QvggtError(f"out must be a contiguous fp16 [{m}, {n}] tensor on {a.device}")
     with torch.cuda.device(a.device):
-        ws_bytes = max(workspace_size(m, n, k, group), _forced_split_bytes(split_k, m, n, k))
+        ws_bytes = max(workspace_size(m, n, k, group, algo), _forced_split_bytes(split_k, m, n, k))
         workspace = torch.empty(ws_bytes, dtype=torch.uint8, device=a.device) if ws_bytes else None
         stream = torch.cuda.current_stream(a.device).cuda_stream
         status = lib.qvggt_w4a16_gemm_ex(

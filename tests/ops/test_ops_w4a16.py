@@ -98,7 +98,8 @@ def gemm_case(n, k, group, m):
 @gpu
 @pytest.mark.gpu
 @pytest.mark.parametrize("algo,split_k", [("auto", 0), ("gemv", 0), ("mma16", 0), ("mma64", 0), ("mma128", 0),
-                                          ("mma16", 3), ("mma64", 2), ("mma128", 5)])
+                                          ("gemv", 3), ("mma16", 3), ("mma16", 16), ("mma64", 2), ("mma128", 5),
+                                          ("fused", 0), ("dequant_cublas", 0)])
 @pytest.mark.parametrize("n,k,group", SHAPES)
 @pytest.mark.parametrize("m", [1, 3, 8, 16, 17, 100, 300])
 def test_gemm_matches_reference(cuda_library, algo, split_k, n, k, group, m):
@@ -125,7 +126,7 @@ def test_gemm_errors_name_the_problem(cuda_library):
 
 @gpu
 @pytest.mark.gpu
-@pytest.mark.parametrize("cublas_min_m", [None, 1])
+@pytest.mark.parametrize("cublas_min_m", [None, 1, "table"])
 def test_linear_on_cuda_equals_cpu(cuda_library, cublas_min_m):
     torch.manual_seed(0)
     linear = torch.nn.Linear(512, 256)
@@ -138,9 +139,10 @@ def test_linear_on_cuda_equals_cpu(cuda_library, cublas_min_m):
 
 
 @pytest.mark.parametrize("split_k,m,n,k,expected", [
-    (0, 8, 64, 1024, 0), (1, 8, 64, 1024, 0), (4, 8, 64, 1024, 4 * 8 * 64 * 4),
-    (5, 300, 48, 192, 3 * 300 * 48 * 4),  # 3 chunks: at most 3 slices
-    (3, 2, 16, 320, 3 * 2 * 16 * 4), (4, 2, 16, 320, 3 * 2 * 16 * 4),  # 5 chunks: 4 -> slices of 2 -> 3
+    # fp32 partials [splits][m][n], then one int32 counter per output tile: max(n/16, ceil(m/16) * ceil(n/128))
+    (0, 8, 64, 1024, 0), (1, 8, 64, 1024, 0), (4, 8, 64, 1024, 4 * 8 * 64 * 4 + 4 * 4),
+    (5, 300, 48, 192, 3 * 300 * 48 * 4 + 19 * 4),  # 3 chunks: at most 3 slices; 19 row tiles of 16
+    (3, 2, 16, 320, 3 * 2 * 16 * 4 + 4), (4, 2, 16, 320, 3 * 2 * 16 * 4 + 4),  # 5 chunks: 4 -> slices of 2 -> 3
     (2, 1, 16, 64, 0),
 ])
 def test_forced_split_workspace_follows_the_library_rule(split_k, m, n, k, expected):
