@@ -25,7 +25,8 @@ a step's memory is returned before the next, which matters on a Jetson's shared 
 skipped-over-budget; a step's budget is its process's timeout), with each step's command, exit
 code and the tail of its log (the whole log in ``OUT_DIR/logs/``), and a ``summary`` of both
 paths side by side. ``--resume`` keeps the steps of an earlier run whose outputs are still there.
-Exit status: 0 when every step ran and the check passed, 1 otherwise, 143 on SIGTERM.
+Exit status: 0 when every step ran and the check passed, 1 otherwise, 2 when OUT_DIR holds
+something else (it is left alone), 143 on SIGTERM.
 """
 from __future__ import annotations
 
@@ -380,6 +381,10 @@ def parse_args(argv=None):
 def main(argv=None, command: Callable = run_command) -> int:
     args = parse_args(argv)
     out = Path(args.out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / REPORT).is_file())):
+        print(f"trt_check: {out} exists and is not a trt_check folder (no {REPORT}); it is left alone "
+              f"(choose another folder)", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
     previous = None
     if args.resume and (out / REPORT).is_file():

@@ -133,6 +133,14 @@ def test_given_onnx_files_and_skipped_steps(trt_check, tmp_path):
     assert report["sections"]["check"]["reason"] == "--skip check"
 
 
+def test_a_folder_of_other_files_is_left_alone(trt_check, tmp_path, capsys):
+    (tmp_path / "mine.txt").write_text("keep")
+    fake = FakeCommands(tmp_path)
+    assert trt_check.main(argv(tmp_path), command=fake) == 2
+    assert fake.calls == [] and sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
+    assert "is not a trt_check folder" in capsys.readouterr().err
+
+
 def test_argument_errors(trt_check, tmp_path, capsys):
     with pytest.raises(SystemExit):
         trt_check.main([str(tmp_path), "--profile", "p.yaml", "--plugin", "x.so", "--recipe", "r"])
