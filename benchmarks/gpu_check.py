@@ -11,7 +11,8 @@ It refuses to run without CUDA (exit 2, no JSON) and never reports a number it d
 
 The JSON is replaced whole (atomically) when each section starts and ends and after every
 measured row, so a ``timeout`` kill loses at most the row in flight. ``sections`` gives each
-section's status (ok, failed, over-budget, skipped-over-budget, not-run, running = killed in it),
+section's status (ok, failed, over-budget, skipped-over-budget, not-run; killed when SIGTERM came
+during it, running when the process died in it),
 wall time, budget and progress. Each section has a wall-clock budget (``--budget NAME=S``), capped
 by what is left of ``--budget-total`` (default 480 s: ``timeout 540`` leaves a minute); a section
 stops before a row that would not fit and says how far it got. Rows are measured in priority order
