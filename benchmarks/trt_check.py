@@ -375,6 +375,12 @@ def parse_args(argv=None):
     for flag in ("onnx_native", "onnx_plugin"):
         if getattr(args, flag) and not Path(getattr(args, flag)).is_file():
             parser.error(f"--{flag.replace('_', '-')} {getattr(args, flag)}: file not found")
+    # The steps run from the repository root: paths given relative to here are made absolute.
+    for flag in ("out", "profile", "plugin", "recipe", "onnx_native", "onnx_plugin", "images"):
+        if getattr(args, flag):
+            setattr(args, flag, str(Path(getattr(args, flag)).absolute()))
+    if args.checkpoint and Path(args.checkpoint).exists():  # else a Hugging Face model id
+        args.checkpoint = str(Path(args.checkpoint).absolute())
     return args
 
 

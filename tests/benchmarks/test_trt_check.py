@@ -141,6 +141,18 @@ def test_a_folder_of_other_files_is_left_alone(trt_check, tmp_path, capsys):
     assert "is not a trt_check folder" in capsys.readouterr().err
 
 
+def test_relative_paths_are_taken_from_where_it_runs(trt_check, tmp_path, monkeypatch):
+    """The steps run from the repository root; a path given relative to the caller's folder
+    must still name the caller's file."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "given.onnx").write_bytes(b"onnx")
+    args = trt_check.parse_args(["run", "--profile", "p.yaml", "--plugin", "lib.so", "--recipe", "rec",
+                                 "--checkpoint", "facebook/VGGT-1B", "--onnx-native", "given.onnx"])
+    assert (args.out, args.recipe, args.onnx_native) == (str(tmp_path / "run"), str(tmp_path / "rec"),
+                                                         str(tmp_path / "given.onnx"))
+    assert args.checkpoint == "facebook/VGGT-1B"  # not a file here: a model id, left as is
+
+
 def test_argument_errors(trt_check, tmp_path, capsys):
     with pytest.raises(SystemExit):
         trt_check.main([str(tmp_path), "--profile", "p.yaml", "--plugin", "x.so", "--recipe", "r"])
