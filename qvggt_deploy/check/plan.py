@@ -76,7 +76,8 @@ class CheckPlan:
 
 def plan_check(files: Sequence[Tuple[str, Path]], engines: Sequence[Tuple[str, Path]] = (), *, preset: str,
                checkpoint=None, recipes: Optional[Mapping[str, Any]] = None, threads: Optional[int] = None,
-               allow_random: bool = False, gates: Optional[Mapping[str, float]] = None) -> CheckPlan:
+               allow_random: bool = False, gates: Optional[Mapping[str, float]] = None,
+               engine_reference: Optional[str] = None) -> CheckPlan:
     """The runners and pairs that check ``files`` (exported .onnx) and ``engines``.
 
     Args:
@@ -86,6 +87,9 @@ def plan_check(files: Sequence[Tuple[str, Path]], engines: Sequence[Tuple[str, P
         recipes: digest -> Recipe, for the files exported with a recipe.
         threads: CPU threads of torch and ORT.
         gates: metric -> bound applied to every non-exact pair (see :data:`compare.GATES`).
+        engine_reference: the name of one of ``files``: every engine is also compared with that
+            file's ONNX Runtime run (an engine against the graph it was built from, or for a
+            plugin engine, against the native-INT4 graph of the same recipe). Defaults to None.
     """
     from qvggt_deploy.backends import get_backend
     from qvggt_deploy.backends.onnxrt.loader import SessionFromOnnx
@@ -95,6 +99,9 @@ def plan_check(files: Sequence[Tuple[str, Path]], engines: Sequence[Tuple[str, P
         raise QvggtError("give at least one --onnx file to check")
     recipes = dict(recipes or {})
     gates = dict(gates or {})
+    if engine_reference is not None and engine_reference not in [name for name, _ in files]:
+        raise QvggtError(f"engine reference {engine_reference!r} is not the name of an --onnx file "
+                         f"(names: {', '.join(name for name, _ in files)})")
     metas, (height, width) = read_export_metadata(files, preset)
     TorchRunner, OrtRunner = get_backend("torch"), get_backend("ort")
     references: Dict[tuple, Any] = {}
@@ -132,6 +139,8 @@ def plan_check(files: Sequence[Tuple[str, Path]], engines: Sequence[Tuple[str, P
         runner = get_backend("trt")(str(path), name=f"trt-{name}")
         runners.append(runner)
         comparisons.append(Comparison(runner.name, float_ref.name, "approx", gates))
+        if engine_reference is not None:
+            comparisons.append(Comparison(runner.name, f"ort-{engine_reference}", "approx", gates))
     for ref in references.values():
         if ref is not float_ref:
             comparisons.append(Comparison(ref.name, float_ref.name, "approx"))

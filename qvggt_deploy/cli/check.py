@@ -34,7 +34,8 @@ class Check(Command):
     Every --onnx file is paired with the PyTorch model it must equal, from its metadata (recipe
     digest, conv precision): ORT files in exact mode are gated to float tolerance; everything
     else (int8 activations, TensorRT fp16) is reported, and gated by --gate bounds if given.
-    Inputs: held-out generated scenes (task metrics also against their ground truth), or with
+    Engines are compared with the float model, and with --trt-reference NAME also with the ONNX
+    Runtime run of the --onnx file NAME. Inputs: held-out generated scenes (task metrics also against their ground truth), or with
     --images your photos (no ground truth: cameras, depth and points of each runner against its
     reference runner, plus depth and error maps). Writes check.json, check.md and figures/ to
     --out; exit 0 when every gate passed, 1 otherwise (as `polygraphy run`).
@@ -48,6 +49,10 @@ class Check(Command):
                             help="an exported file to check (repeatable)")
         parser.add_argument("--trt", action="append", default=[], metavar="[NAME=]ENGINE",
                             help="a TensorRT engine to check (repeatable; needs tensorrt and a GPU)")
+        parser.add_argument("--trt-reference", default=None, metavar="NAME",
+                            help="also compare every --trt engine with the ONNX Runtime run of the --onnx file NAME "
+                                 "(the graph the engines were built from; for a plugin engine, the native-INT4 graph "
+                                 "of the same recipe)")
         parser.add_argument("--images", default=None,
                             help="a folder of photos, run as one sequence at the files' input size instead of "
                                  "generated scenes (no ground truth needed)")
@@ -90,7 +95,8 @@ class Check(Command):
                 rec = load_recipe(path)
                 recipes[rec.digest] = rec
         plan = plan_check(files, engines, preset=args.preset, checkpoint=args.checkpoint, recipes=recipes,
-                          threads=args.threads, allow_random=args.allow_random_weights, gates=dict(args.gate))
+                          threads=args.threads, allow_random=args.allow_random_weights, gates=dict(args.gate),
+                          engine_reference=args.trt_reference)
         height, width, metas = plan.height, plan.width, plan.metas
         cfg = get_preset(args.preset)
         if args.images:
