@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
-from qvggt_deploy.cli.args import add_threads_arg, add_model_args, apply_threads, positive_float, positive_int
+from qvggt_deploy.cli.args import (add_force_arg, add_model_args, add_out_arg, add_threads_arg, apply_threads,
+                                   positive_float, positive_int)
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.cli.calib_args import add_calib_data_args, add_method_args, load_calib_scenes, options_from_args
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
 
 logger = get_logger(__name__)
+
+JSON, MD = "ablation.json", "ablation.md"
 
 
 class Ablate(Command):
@@ -19,8 +23,8 @@ class Ablate(Command):
 
     Every row starts from the same float model and calibration scenes and is scored on the same
     held-out generated scenes (seeds 10^9 + SEED + i) with camera AUC@30, depth AbsRel and
-    delta<1.25, Chamfer (points, after Umeyama) and cross-head consistency. Writes OUT.md and
-    OUT.json; row results are cached in OUT.work/ (rerun to resume).
+    delta<1.25, Chamfer (points, after Umeyama) and cross-head consistency. Writes the folder
+    OUT (ablation.md, ablation.json); row results are cached in OUT.work/ (rerun to resume).
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -37,12 +41,12 @@ class Ablate(Command):
         parser.add_argument("--mp-options", default="fp16,w8a16,w4a16", help="precisions a block may get")
         parser.add_argument("--rows", default="all",
                             help="comma-separated row names or tables (main, a8, tradeoff, all). Defaults to all.")
-        parser.add_argument("--out", required=True, help="output prefix: writes OUT.md and OUT.json")
+        add_out_arg(parser, "folder", f"the tables ({JSON}, {MD})",
+                    extra="row results are cached in OUT.work/ beside it (rerun to resume)")
+        add_force_arg(parser, "an ablation folder")
         add_threads_arg(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        from pathlib import Path
-
         from qvggt_deploy.fileio import write_json, write_text
         from qvggt_deploy.metrics.evaluate import eval_scenes
         from qvggt_deploy.model.checkpoint import load_model
@@ -61,10 +65,9 @@ class Ablate(Command):
         if fixed:
             raise QvggtError(f"qvggt ablate sets {', '.join(fixed)} itself, row by row (W4 rows; the a8 table adds "
                              f"INT8 activations); leave them out")
-        from qvggt_deploy.fileio import check_output_dir, check_output_file
+        from qvggt_deploy.fileio import atomic_dir, check_output_dir
 
-        for suffix in (".json", ".md"):
-            check_output_file(f"{args.out}{suffix}", what="report", option=f"--out ({suffix})")
+        check_output_dir(args.out, ours=JSON, what="ablation folder (no ablation.json)", force=args.force)
         check_output_dir(f"{args.out}.work", option="--out (work folder)", replace=False)
         apply_threads(args.threads)
         wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
@@ -113,9 +116,10 @@ class Ablate(Command):
                     "group": base.group, "budget": f"{args.avg_bits} bits/weight ({args.mp_options})",
                     "base_options": base.to_json(), "seconds": time.perf_counter() - start}
         result["settings"] = settings
-        write_json(f"{args.out}.json", result)
-        write_text(f"{args.out}.md", format_markdown(result, settings))
-        logger.info("ablation -> %s.md, %s.json", args.out, args.out)
+        with atomic_dir(args.out, ours=JSON, force=args.force) as tmp:
+            write_json(tmp / JSON, result)
+            write_text(tmp / MD, format_markdown(result, settings))
+        logger.info("ablation -> %s, %s", Path(args.out) / MD, Path(args.out) / JSON)
         if result.get("checks"):
             for name, ok in result["checks"].items():
                 logger.info("%s %s", "PASS" if ok else "FAIL", name)

@@ -65,7 +65,7 @@ class Infer(Command):
     def run(self, args: argparse.Namespace) -> int:
         import torch
 
-        from qvggt_deploy.cli.limits import check_fits, forward_bytes
+        from qvggt_deploy.backends.limits import check_fits, forward_bytes
         from qvggt_deploy.data.images import list_images
         from qvggt_deploy.fileio import atomic_dir, check_output_dir
         from qvggt_deploy.infer.photos import reconstruct

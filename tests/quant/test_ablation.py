@@ -43,10 +43,10 @@ def test_cli_on_micro(tmp_path, monkeypatch):
     assert main(["ablate", "--preset", "micro", "--synthetic", "1", "--frames", "2", "--eval-scenes", "1",
                  "--eval-frames", "2", "--group", "32", "--rows", "fp32,rtn", "--out", str(out),
                  "--threads", "1"]) == 0
-    result = json.loads(out.with_suffix(".json").read_text())
+    result = json.loads((out / "ablation.json").read_text())
     assert [r["name"] for r in result["rows"]] == ["fp32", "rtn"]
     assert result["rows"][1]["avg_bits"] < result["rows"][0]["avg_bits"]
-    assert "| rtn |" in out.with_suffix(".md").read_text()
+    assert "| rtn |" in (out / "ablation.md").read_text()
 
 
 def test_cli_refuses_switches_it_sets_per_row(tmp_path, caplog):
