@@ -1,6 +1,6 @@
 """The QVGGT ablation on the shipped tiny model: one command, committed results.
 
-Runs ``qvggt ablate`` with the settings of ``benchmarks/results/ablation_tiny.{md,json}``:
+Runs ``qvggt ablate`` with the settings of ``benchmarks/results/ablation_tiny/ablation.{md,json}``:
 the embedded trained ``tiny`` checkpoint, 8 generated calibration scenes x 4 frames, 64 held-out
 generated evaluation scenes x 4 frames, INT4 group 32 (the tiny model's Linears have K = 128..1024;
 group 128 would be per-channel for most of them), mixed-precision budget 5 bits per Linear weight.

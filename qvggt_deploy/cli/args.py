@@ -68,15 +68,20 @@ def add_model_args(parser: argparse.ArgumentParser, checkpoint_required: bool = 
     group = parser.add_argument_group("model")
     add_preset_arg(group, help=f"{when}model architecture preset (tiny is trained on generated scenes only; for real "
                                "photos use vggt-1b with --checkpoint facebook/VGGT-1B)")
-    group.add_argument("--checkpoint", required=checkpoint_required, default=None,
-                       help=f"{when}weights: a file (.safetensors, .pt or .pth) or a Hugging Face model id "
-                            "owner/name[@revision] whose model.pt is fetched into the Hugging Face cache "
-                            "(e.g. facebook/VGGT-1B for --preset vggt-1b). Defaults to the embedded checkpoint "
-                            "for --preset tiny.")
+    add_checkpoint_arg(group, checkpoint_required, when)
     if random_weights:
         group.add_argument("--allow-random-weights", action="store_true",
                            help=f"{when}run a preset without weights on random ones (shapes, memory and speed only: "
                                 "the predictions are meaningless); otherwise such a run is refused")
+
+
+def add_checkpoint_arg(parser, required: bool = False, when: str = "") -> None:
+    """``--checkpoint``: a weights file or a Hugging Face model id (``parser`` may be a group)."""
+    parser.add_argument("--checkpoint", required=required, default=None,
+                        help=f"{when}weights: a file (.safetensors, .pt or .pth) or a Hugging Face model id "
+                             "owner/name[@revision] whose model.pt is fetched into the Hugging Face cache "
+                             "(e.g. facebook/VGGT-1B for --preset vggt-1b). Defaults to the embedded checkpoint "
+                             "for --preset tiny.")
 
 
 def model_source(args):

@@ -39,8 +39,8 @@ class Calibrate(Command):
         add_method_args(parser)
         add_budget_args(parser)
         target = parser.add_mutually_exclusive_group(required=True)
-        add_out_arg(target, "folder", "the recipe", required=False,
-                    extra="only an earlier recipe there is replaced; this or --stats")
+        add_out_arg(target, "folder", "the recipe (recipe.json, weights.safetensors)", required=False,
+                    extra="finished units are kept in OUT.work/ beside it until the recipe is written; this or --stats")
         target.add_argument("--stats", default=None, metavar="FILE",
                             help="write the float model's activation statistics to FILE (.safetensors) instead of "
                                  "calibrating (special tokens left out as --method says; an earlier statistics file "
