@@ -183,12 +183,6 @@ def add_force_arg(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 # ---- what an existing output is, so that only our own outputs are ever replaced --------------
-def is_recipe_dir(path) -> bool:
-    from pathlib import Path
-
-    return (Path(path) / "recipe.json").is_file()
-
-
 def is_qvggt_onnx(path) -> bool:
     """A file `qvggt export` wrote (qvggt.* metadata), or an empty file (nothing to lose)."""
     from pathlib import Path

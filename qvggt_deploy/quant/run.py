@@ -18,6 +18,7 @@ from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
 from qvggt_deploy.model.checkpoint import ModelSource
 from qvggt_deploy.quant.calibrate import CalibOptions
+from qvggt_deploy.quant.workstore import KEY_FILE as WORK_MARK  # what makes a folder a calibration work folder
 
 logger = get_logger(__name__)
 
@@ -25,7 +26,6 @@ logger = get_logger(__name__)
 MemoryCheck = Callable[[Any, int, int, int], None]
 
 RECIPE_MARK = "recipe.json"  # what makes a folder a recipe (replaced by a new one)
-WORK_MARK = "key.json"  # what makes a folder a calibration work folder
 
 
 @dataclass(frozen=True)
