@@ -67,7 +67,7 @@ class Ablate(Command):
                              f"INT8 activations); leave them out")
         from qvggt_deploy.fileio import atomic_dir, check_output_dir
 
-        check_output_dir(args.out, ours=JSON, what="ablation folder (no ablation.json)", force=args.force)
+        check_output_dir(args.out, ours=JSON, what="qvggt ablate folder (no ablation.json)", force=args.force)
         check_output_dir(f"{args.out}.work", option="--out (work folder)", replace=False)
         apply_threads(args.threads)
         wanted = [w.strip() for w in args.rows.split(",") if w.strip()]

@@ -356,7 +356,7 @@ CASES: List[Case] = [
     C("sensitivity-png-folder", ["sensitivity", *MICRO, "--json", "{d}/s.json", "--png", "{d}/r.png"], 1,
       "is a folder", ("pngdir",)),
     C("sensitivity-fp32", ["sensitivity", *MICRO, "--precisions", "fp32", "--out", "{d}/s"], 1, "fp32"),
-    C("ablate-out-user-folder", ["ablate", *MICRO, "--out", "{d}/userdir"], 1, "not an ablation folder",
+    C("ablate-out-user-folder", ["ablate", *MICRO, "--out", "{d}/userdir"], 1, "not a qvggt ablate folder",
       ("userdir",)),
     C("ablate-out-is-file", ["ablate", *MICRO, "--out", "{d}/afile"], 1, "not a folder", ("afile",)),
     C("ablate-sets-method", ["ablate", *MICRO, "--method", "rtn", "--out", "{d}/r"], 1, "sets --method"),
