@@ -1,6 +1,6 @@
 """The QVGGT ablation on the shipped tiny model: one command, committed results.
 
-Runs ``qvggt ablate`` with the settings of ``benchmarks/results/ablation_tiny.{md,json,png}``:
+Runs ``qvggt ablate`` with the settings of ``benchmarks/results/ablation_tiny/ablation.{md,json,png}``:
 the embedded trained ``tiny`` checkpoint, 8 generated calibration scenes x 4 frames, 256 held-out
 generated evaluation scenes x 4 frames, group 128, the three settings (W4A16, W3A16, W4A8 with
 static activation scales) with every row, weight-only rows also with fp16 activations. Before it

@@ -125,16 +125,16 @@ def main() -> int:
                               "--ort-int8-kernel", "matmulnbits", "--out", files["w4a8-dyn"]],
                              "export W4A8 dynamic per-block (matmulnbits level 4)", log))
         steps.append(run([*qvggt, "lint", *files.values(), "--json", work / "lint.json"], "lint", log))
-        bench_json = out / "vggt1b_ort_bench.json"
+        bench_dir = out / "vggt1b_ort_bench"
         steps.append(run([*qvggt, "bench", "--backend", "ort", *[f"--model={k}={v}" for k, v in files.items()],
                           "--frames", str(args.frames), "--warmup", str(args.warmup), "--runs", str(args.runs),
-                          "--threads", str(args.threads), "--interleave", "--json", bench_json,
+                          "--threads", str(args.threads), "--interleave", "--out", bench_dir,
                           "--title", f"VGGT-1B (random weights), ONNX Runtime CPU, {args.frames} frames at "
                                      f"{args.size}x{args.size}"], "bench", log))
         acc_json = work / "accuracy.json"
         steps.append(run([PY, "-c", ACCURACY_CODE, files["fp32"], acc_json, args.frames, args.size, args.threads,
                           json.dumps({k: str(v) for k, v in files.items()})], "accuracy vs fp32", log))
-    bench = json.loads(bench_json.read_text())["results"]
+    bench = json.loads((out / "vggt1b_ort_bench" / "bench.json").read_text())["results"]
     accuracy = json.loads(acc_json.read_text())
     lint = json.loads((work / "lint.json").read_text())
     by = {r["label"]: r for r in bench}
@@ -168,8 +168,8 @@ def main() -> int:
              f"variant).", "", "## Steps", "",
              "| step | seconds | peak RSS (GB) |", "|---|---|---|"]
     lines += [f"| {s['step']} | {s['seconds']} | {s['peak_rss_bytes'] / 1e9:.2f} |" for s in steps]
-    table = [l for l in (out / "vggt1b_ort_bench.md").read_text().splitlines() if l.startswith("|")]
-    lines += ["", "## Benchmark", ""] + table + ["", "![bench](vggt1b_ort_bench.png)", "", "## Criteria", "",
+    table = [l for l in (out / "vggt1b_ort_bench" / "bench.md").read_text().splitlines() if l.startswith("|")]
+    lines += ["", "## Benchmark", ""] + table + ["", "![bench](vggt1b_ort_bench/bench.png)", "", "## Criteria", "",
                                                   "| criterion | value | met |", "|---|---|---|"]
     lines += [f"| {k} | {v['value']} | {'-' if v['met'] is None else 'yes' if v['met'] else 'NO'} |"
               for k, v in verdict.items()]

@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
-from qvggt_deploy.cli.args import add_threads_arg, add_model_args, apply_threads, positive_int
+from qvggt_deploy.cli.args import add_force_arg, add_model_args, add_out_arg, add_threads_arg, apply_threads, positive_int
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.cli.calib_args import add_calib_data_args, add_method_args, load_calib_scenes, options_from_args
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
 
 logger = get_logger(__name__)
+
+JSON, MD, PNG = "ablation.json", "ablation.md", "ablation.png"
 
 
 class Ablate(Command):
@@ -23,8 +26,9 @@ class Ablate(Command):
     delta<1.25, Chamfer (points, after Umeyama) and cross-head consistency; weight-only rows also
     with fp16 activations (the W4A16 kernel's arithmetic). Differences are paired per scene, with
     standard errors, against FP32 and against the AWQ row of equal average bits; each step's
-    marginal effect has a mean +- 2 SE interval. Writes OUT.md, OUT.json and OUT.png (without
-    matplotlib: no chart); row results are cached in OUT.work/ (rerun to resume).
+    marginal effect has a mean +- 2 SE interval. Writes the folder OUT
+    (ablation.md, ablation.json, ablation.png; without matplotlib no chart); row results are cached
+    in OUT.work/ beside it (rerun to resume).
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -42,12 +46,12 @@ class Ablate(Command):
         parser.add_argument("--rows", default="all",
                             help="comma-separated rows (fp32, rtn, awq, awq+mp, awq+mp+filter, awq+mp+comp, qvggt, "
                                  "qvggt-nomp) or SETTING/ROW names (e.g. w4g128/awq), or all. Defaults to all.")
-        parser.add_argument("--out", required=True, help="output prefix: writes OUT.md and OUT.json")
+        add_out_arg(parser, "folder", f"the tables and chart ({JSON}, {MD}, {PNG})",
+                    extra="row results are cached in OUT.work/ beside it (rerun to resume)")
+        add_force_arg(parser, "an ablation folder")
         add_threads_arg(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        from pathlib import Path
-
         from qvggt_deploy.fileio import write_json, write_text
         from qvggt_deploy.metrics.evaluate import eval_scenes
         from qvggt_deploy.model.checkpoint import load_model
@@ -63,10 +67,9 @@ class Ablate(Command):
         if fixed:
             raise QvggtError(f"qvggt ablate sets {', '.join(fixed)} itself, row by row (the settings fix the bits; "
                              f"the rows the method switches); leave them out")
-        from qvggt_deploy.fileio import check_output_dir, check_output_file
+        from qvggt_deploy.fileio import atomic_dir, check_output_dir
 
-        for suffix in (".json", ".md", ".png"):
-            check_output_file(f"{args.out}{suffix}", what="report", option=f"--out ({suffix})")
+        check_output_dir(args.out, ours=JSON, what="qvggt ablate folder (no ablation.json)", force=args.force)
         check_output_dir(f"{args.out}.work", option="--out (work folder)", replace=False)
         entries = select([w.strip() for w in args.settings.split(",") if w.strip()],
                          [w.strip() for w in args.rows.split(",") if w.strip()], args.group)
@@ -90,10 +93,11 @@ class Ablate(Command):
         analyse(result)
         result["acceptance"] = acceptance(result)
         result["settings"] = _settings(args, base, len(calib), size, time.perf_counter() - start, INTERVAL)
-        write_json(f"{args.out}.json", result)
-        write_text(f"{args.out}.md", format_markdown(result, result["settings"]))
-        chart = write_chart(result, f"{args.out}.png")
-        logger.info("ablation -> %s.md, %s.json%s", args.out, args.out, f", {chart}" if chart else "")
+        with atomic_dir(args.out, ours=JSON, force=args.force) as tmp:
+            write_json(tmp / JSON, result)
+            write_text(tmp / MD, format_markdown(result, result["settings"]))
+            chart = write_chart(result, tmp / PNG)
+        logger.info("ablation -> %s (%s, %s%s)", args.out, MD, JSON, f", {PNG}" if chart else "")
         for c in result["acceptance"]:
             logger.info("%s %s", {True: "PASS", False: "FAIL", None: "NOT RUN"}[c["passed"]], c["criterion"])
         return 0

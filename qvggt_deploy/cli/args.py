@@ -1,9 +1,23 @@
-"""Option groups shared by several subcommands (model, device, output), declared once."""
+"""Option groups shared by several subcommands (model, threads, output), declared once.
+
+``--out`` means one thing in every command: where its result goes, a FILE when the result is one
+file (``export``: .onnx, ``build-engine``: .engine), a DIR otherwise. The output is replaced
+whole once the run succeeded (never half-written); an existing DIR only when it is empty or an
+earlier output of the same command, anything else is refused before any work unless ``--force``
+(``export`` treats an existing FILE the same way). The commands that
+work inside a folder (``train`` and ``eval --dataset`` resume there, ``scenes`` adds scene
+folders, ``demo`` writes its stages) say so in their help. ``--json FILE`` is only ever an
+optional machine-readable copy of a report printed on the terminal (``lint``, ``eval``).
+"""
 from __future__ import annotations
 
 import argparse
 
 from qvggt_deploy.errors import QvggtError
+from qvggt_deploy.log import get_logger
+from qvggt_deploy.threads import apply_threads  # noqa: F401  (the commands import it from here)
+
+logger = get_logger(__name__)
 
 
 def add_preset_arg(parser, default: str = "tiny", help: str = "model architecture preset") -> None:
@@ -21,10 +35,12 @@ def add_threads_arg(parser, what: str = "torch") -> None:
                         help=f"CPU threads ({what}). Defaults to the library's own choice (all cores).")
 
 
-#: What ``--out`` is, said the same way in every command's help.
+#: What ``--out`` is, said the same way in every command's help (see the module docstring).
 OUT_KINDS = {
-    "file": "the {what} file to write (replaced whole, never half-written)",
-    "folder": "the folder to write {what} into (created; its files are replaced whole)",
+    "file": "the {what} file to write (replaced whole once the run succeeded, never half-written)",
+    "folder": "the folder of {what} (created, and replaced whole once the run succeeded; an existing folder only "
+              "if it is empty or an earlier one of this kind, unless --force)",
+    "workdir": "the folder to write {what} into (created; its files are replaced whole)",
 }
 
 
@@ -34,21 +50,45 @@ def add_out_arg(parser, kind: str, what: str, required: bool = True, extra: str 
                         help=OUT_KINDS[kind].format(what=what) + (f"; {extra}" if extra else ""))
 
 
-def add_model_args(parser: argparse.ArgumentParser, checkpoint_required: bool = False) -> None:
-    """``--preset``, ``--checkpoint`` and ``--allow-random-weights``. Without a checkpoint the
-    embedded one is used for the ``tiny`` preset; other presets refuse to run on random weights
-    unless ``--allow-random-weights`` is given."""
+def add_deprecated_arg(parser, option: str, instead: str, **kwargs) -> None:
+    """An old spelling kept for one release; :func:`warn_deprecated` says what replaces it."""
+    parser.add_argument(option, **kwargs, help=f"deprecated, removed in the next release: use {instead}")
+
+
+def warn_deprecated(option: str, instead: str) -> None:
+    logger.warning("%s is deprecated and will be removed in the next release; use %s", option, instead)
+
+
+def add_model_args(parser: argparse.ArgumentParser, checkpoint_required: bool = False, random_weights: bool = True,
+                   when: str = "") -> None:
+    """``--preset``, ``--checkpoint`` and (``random_weights``) ``--allow-random-weights``. Without a
+    checkpoint the embedded one is used for the ``tiny`` preset; other presets refuse to run on
+    random weights unless ``--allow-random-weights`` is given. ``when`` prefixes the help of
+    commands where the model is used only in some modes (e.g. "torch: ")."""
     group = parser.add_argument_group("model")
-    add_preset_arg(group, help="model architecture preset (tiny is trained on generated scenes only; for real "
+    add_preset_arg(group, help=f"{when}model architecture preset (tiny is trained on generated scenes only; for real "
                                "photos use vggt-1b with --checkpoint facebook/VGGT-1B)")
-    group.add_argument("--checkpoint", required=checkpoint_required, default=None,
-                       help="weights: a file (.safetensors, .pt or .pth) or a Hugging Face model id "
-                            "owner/name[@revision] whose model.pt is fetched into the Hugging Face cache "
-                            "(e.g. facebook/VGGT-1B for --preset vggt-1b). Defaults to the embedded checkpoint "
-                            "for --preset tiny.")
-    group.add_argument("--allow-random-weights", action="store_true",
-                       help="run a preset without weights on random ones (shapes, memory and speed only: the "
-                            "predictions are meaningless); otherwise such a run is refused")
+    add_checkpoint_arg(group, checkpoint_required, when)
+    if random_weights:
+        group.add_argument("--allow-random-weights", action="store_true",
+                           help=f"{when}run a preset without weights on random ones (shapes, memory and speed only: "
+                                "the predictions are meaningless); otherwise such a run is refused")
+
+
+def add_checkpoint_arg(parser, required: bool = False, when: str = "") -> None:
+    """``--checkpoint``: a weights file or a Hugging Face model id (``parser`` may be a group)."""
+    parser.add_argument("--checkpoint", required=required, default=None,
+                        help=f"{when}weights: a file (.safetensors, .pt or .pth) or a Hugging Face model id "
+                             "owner/name[@revision] whose model.pt is fetched into the Hugging Face cache "
+                             "(e.g. facebook/VGGT-1B for --preset vggt-1b). Defaults to the embedded checkpoint "
+                             "for --preset tiny.")
+
+
+def model_source(args):
+    """The model options as :class:`~qvggt_deploy.model.checkpoint.ModelSource`."""
+    from qvggt_deploy.model.checkpoint import ModelSource
+
+    return ModelSource(args.preset, args.checkpoint, getattr(args, "allow_random_weights", False))
 
 
 def add_device_args(parser: argparse.ArgumentParser, dtypes=("fp32", "bf16", "fp16")) -> None:
@@ -73,15 +113,6 @@ def resolve_device(name: str):
     if device.type not in ("cpu", "cuda"):
         raise QvggtError(f"--device {name}: only cpu and cuda are supported")
     return device
-
-
-def apply_threads(threads) -> None:
-    if threads is not None and int(threads) < 1:
-        raise QvggtError(f"--threads must be at least 1, got {threads}")
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
 
 
 # ---- option values, checked where they are parsed (argparse reports them as usage errors) ------
@@ -152,12 +183,6 @@ def add_force_arg(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 # ---- what an existing output is, so that only our own outputs are ever replaced --------------
-def is_recipe_dir(path) -> bool:
-    from pathlib import Path
-
-    return (Path(path) / "recipe.json").is_file()
-
-
 def is_qvggt_onnx(path) -> bool:
     """A file `qvggt export` wrote (qvggt.* metadata), or an empty file (nothing to lose)."""
     from pathlib import Path

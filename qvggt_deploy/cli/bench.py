@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 from pathlib import Path
 
-from qvggt_deploy.cli.args import image_side, nonneg_int, positive_int
+from qvggt_deploy.cli.args import (add_deprecated_arg, add_force_arg, add_model_args, add_out_arg, add_threads_arg,
+                                   image_side, model_source, nonneg_int, positive_int, warn_deprecated)
 from qvggt_deploy.cli.base import Command
-from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
 
 logger = get_logger(__name__)
@@ -24,7 +22,7 @@ class Bench(Command):
     enqueue (optionally a CUDA-graph replay), end-to-end latency with the copies, the slowest
     layers from TensorRT's IProfiler (W4A16 plugin layers marked), activation and device memory,
     and on a Jetson tegrastats RAM and power samples. The first variant is the baseline of the
-    ratios. Writes --json, and next to it a Markdown table and a PNG chart.
+    ratios. Writes the folder --out: bench.json, a Markdown table (bench.md) and a PNG chart.
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -54,11 +52,7 @@ class Bench(Command):
         parser.add_argument("--interleave", action="store_true",
                             help="ort: time the variants round-robin in one process (fair ratios on a busy machine); "
                                  "peak RSS still comes from one fresh process per variant (1 run each)")
-        parser.add_argument("--preset", default="tiny", help="torch: model preset. Defaults to tiny.")
-        parser.add_argument("--checkpoint", default=None,
-                            help="torch: weights, a file or a Hugging Face model id (e.g. facebook/VGGT-1B)")
-        parser.add_argument("--allow-random-weights", action="store_true",
-                            help="torch: time a preset without weights on random ones (the report says so)")
+        add_model_args(parser, when="torch: ")
         parser.add_argument("--recipe", action="append", default=[], metavar="[NAME=]DIR",
                             help="torch: a recipe to benchmark fake-quantized (repeatable)")
         parser.add_argument("--frames", type=positive_int, default=2, help="frames per inference. Defaults to 2.")
@@ -66,107 +60,41 @@ class Bench(Command):
         parser.add_argument("--width", type=image_side, default=None, help="torch: input width (default: preset size)")
         parser.add_argument("--warmup", type=nonneg_int, default=1, help="untimed runs first. Defaults to 1.")
         parser.add_argument("--runs", type=positive_int, default=5, help="timed runs. Defaults to 5.")
-        parser.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: all cores)")
-        parser.add_argument("--json", required=True, help="result file (.json); .md and .png are written next to it")
+        add_threads_arg(parser, "intra-op, of each variant's runtime")
+        target = parser.add_mutually_exclusive_group(required=True)
+        add_out_arg(target, "folder", "the report (bench.json, bench.md, bench.png)", required=False)
+        add_deprecated_arg(target, "--json", "--out DIR", default=None, metavar="FILE")
+        add_force_arg(parser, "a bench report folder")
         parser.add_argument("--title", default=None, help="report title")
 
     def run(self, args: argparse.Namespace) -> int:
-        from qvggt_deploy.bench.report import markdown_table, write_chart, write_markdown
-        from qvggt_deploy.bench.run import Variant, measure, with_ratios
+        from qvggt_deploy.bench.report import markdown_table
+        from qvggt_deploy.bench.suite import REPORT_MARK, BenchOptions, report_paths, run_bench, write_bench
         from qvggt_deploy.check.plan import parse_named
-        from qvggt_deploy.fileio import check_output_file, write_json
+        from qvggt_deploy.fileio import atomic_dir, check_output_dir, check_output_file
 
-        for path in (Path(args.json), Path(args.json).with_suffix(".md"), Path(args.json).with_suffix(".png")):
-            check_output_file(path, what="report file", option="--json")
-        if args.runs < 1 or args.warmup < 0 or args.frames < 1:
-            raise QvggtError("--runs and --frames must be at least 1, --warmup at least 0")
-        variants = []
-        if args.backend != "trt" and args.engine:
-            raise QvggtError("--engine is for --backend trt")
-        if args.backend == "trt":
-            if args.model or args.recipe or args.interleave:
-                raise QvggtError("--backend trt takes --engine files (not --model, --recipe or --interleave)")
-            from qvggt_deploy.lazy import is_available
-
-            if not is_available("tensorrt"):
-                from qvggt_deploy.trt.builder import NO_TENSORRT
-
-                raise QvggtError(NO_TENSORRT)
-            trt_args = ["--layers", str(args.layers), "--tegrastats", args.tegrastats]
-            trt_args += ["--cuda-graph"] if args.cuda_graph else []
-            trt_args += ["--plugin", str(args.plugin)] if args.plugin else []
-            for name, path in parse_named(args.engine, "--engine"):
-                from qvggt_deploy.trt.sidecar import sidecar_path
-
-                if not path.is_file() and not sidecar_path(path).is_file():  # a split build has only the sidecar
-                    raise QvggtError(f"--engine {name}: file not found: {path}")
-                variants.append(Variant(name, "trt", model=str(path), trt_args=trt_args))
-        elif args.backend == "ort":
-            if args.recipe:
-                raise QvggtError("--recipe is for --backend torch; export the recipe and pass --model")
-            from qvggt_deploy.export.validate import load_checked
-
-            shapes = {}
-            for name, path in parse_named(args.model, "--model"):
-                if not path.is_file():
-                    raise QvggtError(f"--model {name}: file not found: {path}")
-                _, meta = load_checked(path, require_metadata=("preset", "height", "width"))
-                shapes[name] = (meta.get("preset"), meta.get("height"), meta.get("width"))
-                variants.append(Variant(name, "ort", model=str(path), accuracy_level=args.accuracy_level,
-                                        mem_arena=not args.no_arena, arena_extend=args.arena_extend))
-            if len(set(shapes.values())) > 1:  # ratios between different workloads mean nothing
-                raise QvggtError("the --model files were exported for different presets or sizes: "
-                                 + ", ".join(f"{n} {p} {h}x{w}" for n, (p, h, w) in shapes.items()))
+        if args.out:
+            check_output_dir(args.out, ours=REPORT_MARK, what="bench report folder (no bench.json)", force=args.force)
         else:
-            if args.model:
-                raise QvggtError("--model is for --backend ort")
-            if args.interleave:
-                raise QvggtError("--interleave is for --backend ort (torch variants are timed each in its own process)")
-            from qvggt_deploy.model.presets import get_preset
-
-            size = get_preset(args.preset).img_size
-            h, w = args.height or size, args.width or size
-            common = {"preset": args.preset, "checkpoint": args.checkpoint, "allow_random": args.allow_random_weights,
-                      "height": h, "width": w}
-            variants.append(Variant("torch-fp32", "torch", **common))
-            for name, path in parse_named(args.recipe, "--recipe"):
-                variants.append(Variant(f"torch-{name}", "torch", recipe=str(path), **common))
-        if not variants:
-            raise QvggtError("nothing to benchmark: pass --model (ort), --engine (trt) or use --backend torch")
-        if args.interleave and args.backend == "ort":
-            from qvggt_deploy.bench.run import measure_interleaved
-
-            results = [measure(v, args.frames, 0, 1, args.threads) for v in variants]  # RSS, load, size
-            timing = measure_interleaved(variants, args.frames, args.warmup, args.runs, args.threads)
-            for r in results:
-                r["rss_run_latency"] = r["median"]
-                r.update(timing[r["label"]])
-                r["timing"] = "interleaved"
+            warn_deprecated("--json", "--out DIR")
+            legacy = Path(args.json)
+            for path in (legacy, legacy.with_suffix(".md"), legacy.with_suffix(".png")):
+                check_output_file(path, what="report file", option="--json")
+        opts = BenchOptions(backend=args.backend, models=parse_named(args.model, "--model"),
+                            engines=parse_named(args.engine, "--engine"), recipes=parse_named(args.recipe, "--recipe"),
+                            model=model_source(args), height=args.height, width=args.width, frames=args.frames,
+                            warmup=args.warmup, runs=args.runs, threads=args.threads,
+                            accuracy_level=args.accuracy_level, mem_arena=not args.no_arena,
+                            arena_extend=args.arena_extend, interleave=args.interleave, cuda_graph=args.cuda_graph,
+                            layers=args.layers, tegrastats=args.tegrastats, plugin=args.plugin, title=args.title)
+        report = run_bench(opts)
+        if args.out:
+            with atomic_dir(args.out, ours=REPORT_MARK, force=args.force) as tmp:
+                write_bench(report, *report_paths(tmp))
+            paths = report_paths(args.out)
         else:
-            results = [measure(v, args.frames, args.warmup, args.runs, args.threads) for v in variants]
-        results = with_ratios(results)
-        out = Path(args.json)
-        r0 = results[0]
-        machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
-        title = args.title or f"qvggt bench ({args.backend}, {args.frames} frames at {r0['height']}x{r0['width']})"
-        if args.backend == "trt":
-            machine += f"; GPU: {results[0].get('device', {}).get('name', '?')}"
-        notes = [f"machine: {machine}; threads: {args.threads or 'all'}; warm-up {args.warmup}, {args.runs} timed runs"
-                 + ("; ORT memory arena off" if args.backend == "ort" and args.no_arena else "")
-                 + (f"; ORT arena extend: {args.arena_extend}" if args.backend == "ort" else ""),
-                 "peak RSS = ru_maxrss of a fresh process per variant (runtime + model + runs)"
-                 + ("; latencies timed round-robin in one process (each variant under the same machine load)"
-                    if args.interleave else "; each variant timed in its own process"),
-                 f"ratios against `{r0['label']}`"]
-        if args.backend == "trt":
-            notes.append("trt latency: CUDA events around the engine's enqueue" + (" (CUDA-graph replay)" if args.cuda_graph
-                         else "") + ", copies excluded; end to end (copies included) in the TensorRT section")
-        if args.backend == "torch" and args.allow_random_weights and not args.checkpoint:
-            notes.append(f"random weights (--allow-random-weights): {args.preset} timed without its checkpoint")
-        write_json(out, {"title": title, "machine": machine, "settings": {k: v for k, v in vars(args).items() if not k.startswith("_")},
-                         "results": results})
-        chart = write_chart(results, out.with_suffix(".png"), title)
-        write_markdown(results, out.with_suffix(".md"), title, notes, chart)
-        print(markdown_table(results))
-        logger.info("wrote %s, %s, %s", out, out.with_suffix(".md"), chart)
+            paths = (legacy, legacy.with_suffix(".md"), legacy.with_suffix(".png"))
+            write_bench(report, *paths)
+        print(markdown_table(report.results))
+        logger.info("wrote %s", ", ".join(map(str, paths)))
         return 0

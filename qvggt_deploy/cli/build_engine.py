@@ -95,7 +95,9 @@ class BuildEngine(Command):
         parser.add_argument("--export-split", metavar="DIR", default=None,
                             help="export the aggregator and heads ONNX graphs (float) of the profile's preset "
                                  "to DIR and exit")
-        parser.add_argument("--checkpoint", default=None, help="weights for --export-split")
+        parser.add_argument("--checkpoint", default=None,
+                            help="--export-split: a weights file (.safetensors, .pt or .pth) of the profile's preset; "
+                                 "without it the graphs get random weights (shapes and memory only)")
 
     def run(self, args: argparse.Namespace) -> int:
         from qvggt_deploy.trt import memory

@@ -3,7 +3,6 @@ calibration data, method and its switches, mixed-precision budget."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 from typing import List, Tuple
 
 from qvggt_deploy.cli.args import image_side, nonneg_int, positive_float, positive_int
@@ -26,48 +25,20 @@ def add_calib_data_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=0, help="data and sampling seed. Defaults to 0.")
 
 
+def calib_data(args):
+    """The calibration-data options as :class:`~qvggt_deploy.quant.run.CalibData`."""
+    from qvggt_deploy.quant.run import CalibData
+
+    return CalibData(calib=args.calib, synthetic=args.synthetic, calib_batches=args.calib_batches,
+                     frames=args.frames, image_size=args.image_size, seed=args.seed)
+
+
 def load_calib_scenes(args, model, device) -> Tuple[List, str]:
-    """The calibration scenes (``[1, S, 3, H, W]`` each, on ``device``) and their digest."""
-    from qvggt_deploy.data.calib import SYNTHETIC, calibration_batches
+    """The calibration scenes of the command line (memory estimate and --group checked first)."""
+    from qvggt_deploy.backends.limits import check_calibration_fits
+    from qvggt_deploy.quant.run import calibration_scenes
 
-    from qvggt_deploy.cli.limits import check_fits, forward_bytes
-
-    size = args.image_size or model.cfg.img_size
-    if size % model.cfg.patch_size:
-        raise QvggtError(f"--image-size {size} is not a multiple of the patch size {model.cfg.patch_size}")
-    if args.calib:
-        source, count = args.calib, args.calib_batches
-    else:
-        source, count = SYNTHETIC, args.synthetic if args.synthetic is not None else 8
-    if count < 1:
-        raise QvggtError(f"need at least one calibration scene, got {count}")
-    if getattr(args, "group", None) is not None:
-        check_group(model, args.group)
-    # Block-wise calibration keeps every scene's block input, output and float target.
-    tokens = model.cfg.patch_start_idx + (size // model.cfg.patch_size) ** 2
-    cache = 4 * count * args.frames * tokens * model.cfg.embed_dim * 4
-    check_fits(forward_bytes(model.cfg, size, size, args.frames) + cache,
-               f"calibration on {count} scene(s) of {args.frames} frame(s) at {size}x{size}",
-               "use fewer scenes (--synthetic / --calib-batches) or --frames")
-    scenes = [b.unsqueeze(0) for b in calibration_batches(source, count, args.frames, size, args.seed,
-                                                          patch=model.cfg.patch_size)]
-    h = hashlib.sha256()
-    for s in scenes:
-        h.update(s.contiguous().numpy().tobytes())
-    return [s.to(device) for s in scenes], h.hexdigest()
-
-
-def check_group(model, group: int) -> None:
-    """A group size must divide the input width of the Linears it is meant for; one that divides
-    none of them would leave every layer in fp16 under a W4 name."""
-    from qvggt_deploy.quant.targets import candidate_linears
-
-    widths = sorted({lin.in_features for lin in candidate_linears(model).values()})
-    fits = [w for w in widths if w % group == 0]
-    if not fits:
-        valid = [g for g in (16, 32, 64, 128, 256) if any(w % g == 0 for w in widths)]
-        raise QvggtError(f"--group {group} divides none of the model's Linear input widths "
-                         f"({', '.join(map(str, widths))}); use one of {', '.join(map(str, valid))}")
+    return calibration_scenes(model, calib_data(args), device, getattr(args, "group", None), check_calibration_fits)
 
 
 def add_method_args(parser: argparse.ArgumentParser, method_default: str = "qvggt") -> None:
@@ -143,4 +114,5 @@ def add_budget_args(parser: argparse.ArgumentParser) -> None:
                        help="precisions a block may get. Defaults to fp16,w8a16,w4a16 (add w8a8,w4a8 to allow INT8 "
                             "activations).")
     group.add_argument("--sensitivity", default=None,
-                       help="reuse a sensitivity JSON from `qvggt sensitivity` (same model, group and precisions)")
+                       help="reuse the table of `qvggt sensitivity`: its --out folder or sensitivity.json there (same model, "
+                            "group and precisions)")

@@ -3,16 +3,14 @@ or the user's photos. What runs and what is gated is :mod:`qvggt_deploy.check.pl
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from qvggt_deploy.cli.args import OptionValueError, add_model_args, apply_threads, positive_int
+from qvggt_deploy.cli.args import (OptionValueError, add_force_arg, add_model_args, add_out_arg, add_threads_arg,
+                                   apply_threads, model_source, positive_int)
 from qvggt_deploy.cli.base import Command
-from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
 
 logger = get_logger(__name__)
-
-NO_TENSORRT = ("--trt needs the tensorrt Python package, which is not installed here (TensorRT ships with "
-               "JetPack on Jetson; on a desktop GPU: pip install tensorrt)")
 
 
 def parse_gate(text: str):
@@ -35,10 +33,10 @@ class Check(Command):
     digest, conv precision): ORT files in exact mode are gated to float tolerance; everything
     else (int8 activations, TensorRT fp16) is reported, and gated by --gate bounds if given.
     Engines are compared with the float model, and with --trt-reference NAME also with the ONNX
-    Runtime run of the --onnx file NAME. Inputs: held-out generated scenes (task metrics also against their ground truth), or with
-    --images your photos (no ground truth: cameras, depth and points of each runner against its
-    reference runner, plus depth and error maps). Writes check.json, check.md and figures/ to
-    --out; exit 0 when every gate passed, 1 otherwise (as `polygraphy run`).
+    Runtime run of the --onnx file NAME. Inputs: held-out generated scenes (task metrics also
+    against their ground truth), or with --images your photos (no ground truth: cameras, depth and points of each runner against its
+    reference runner, plus depth and error maps). Writes the folder --out (check.json, check.md,
+    figures/); exit 0 when every gate passed, 1 otherwise (as `polygraphy run`).
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -67,67 +65,26 @@ class Check(Command):
         parser.add_argument("--scenes", type=positive_int, default=2, help="generated held-out scenes. Defaults to 2.")
         parser.add_argument("--frames", type=positive_int, default=2, help="frames per scene. Defaults to 2.")
         parser.add_argument("--seed", type=int, default=0, help="scene seed offset. Defaults to 0.")
-        parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (torch and ORT)")
-        parser.add_argument("--out", required=True, help="report folder (check.json, check.md, figures/)")
+        add_threads_arg(parser, "torch and ONNX Runtime")
+        add_out_arg(parser, "folder", "the report (check.json, check.md, figures/)")
+        add_force_arg(parser, "a check report folder")
 
     def run(self, args: argparse.Namespace) -> int:
-        from qvggt_deploy.check.compare import run_check
-        from qvggt_deploy.check.plan import parse_named, photo_inputs, plan_check, scene_inputs
-        from qvggt_deploy.check.report import write_report
-        from qvggt_deploy.cli.limits import check_fits, forward_bytes, scenes_bytes
-        from qvggt_deploy.fileio import check_output_dir
-        from qvggt_deploy.lazy import is_available
-        from qvggt_deploy.model.presets import get_preset
+        from qvggt_deploy.check.plan import parse_named
+        from qvggt_deploy.check.run import REPORT_MARK, CheckOptions, check_exports, write_check
+        from qvggt_deploy.fileio import atomic_dir, check_output_dir
 
-        check_output_dir(args.out, replace=False)
+        check_output_dir(args.out, ours=REPORT_MARK, what="check report folder (no check.json)", force=args.force)
         apply_threads(args.threads)
-        files = parse_named(args.onnx, "--onnx")
-        engines = parse_named(args.trt, "--trt")
-        if engines and not is_available("tensorrt"):
-            raise QvggtError(NO_TENSORRT)
-        if not files:
-            raise QvggtError("give at least one --onnx file to check")
-        recipes = {}
-        if args.recipe:
-            from qvggt_deploy.quant.recipe import load_recipe
-
-            for path in args.recipe:
-                rec = load_recipe(path)
-                recipes[rec.digest] = rec
-        plan = plan_check(files, engines, preset=args.preset, checkpoint=args.checkpoint, recipes=recipes,
-                          threads=args.threads, allow_random=args.allow_random_weights, gates=dict(args.gate),
-                          engine_reference=args.trt_reference)
-        height, width, metas = plan.height, plan.width, plan.metas
-        cfg = get_preset(args.preset)
-        if args.images:
-            from qvggt_deploy.data.images import list_images
-
-            frames = len(list_images(args.images)[: args.max_frames])
-            samples, what = 1, f"checking {frames} photo(s) at {height}x{width}"
-        else:
-            frames, samples = args.frames, args.scenes
-            what = f"checking {args.scenes} scene(s) of {args.frames} frame(s) at {height}x{width}"
-        # The torch references and one ORT session at a time, plus every input.
-        need = (2 * forward_bytes(cfg, height, width, frames)
-                + forward_bytes(cfg, height, width, frames, explicit_attention=True)
-                + scenes_bytes(samples, frames, height, width))
-        check_fits(need, what, "use fewer --max-frames" if args.images else "use fewer --frames or --scenes")
-        inputs = (photo_inputs(args.images, height, width, args.max_frames, args.mode, cfg.patch_size) if args.images
-                  else scene_inputs(args.scenes, args.frames, args.seed, height, width))
-        logger.info("checking %d runners on %s", len(plan.runners), inputs.description)
-        result = run_check(plan.runners, inputs.feeds, plan.comparisons, ground_truth=inputs.ground_truth,
-                           agree=plan.agree, keep_outputs=True)
-        notes = [f"preset {args.preset}, {height}x{width}; inputs: {inputs.description}"]
-        notes += [f"`ort-{n}`: {p} (target {metas[n]['target']}, recipe {metas[n]['recipe_digest']}, "
-                  f"accuracy level {metas[n].get('ort_accuracy_level', '-')}, int8 kernel "
-                  f"{metas[n].get('ort_int8_kernel', 'none')}, computes {metas[n].get('ort_compute', '-')}, "
-                  f"passes {metas[n].get('passes')})"
-                  for n, p in files]
-        if args.allow_random_weights and not args.checkpoint:
-            notes.append("random weights (--allow-random-weights): agreement only, no accuracy")
-        paths = write_report(result, args.out, extra={"files": {n: str(p) for n, p in files}, "metadata": metas,
-                                                     "images": inputs.names},
-                             notes=notes, valid=inputs.valid, frame_names=inputs.names)
-        print(paths["md"].read_text(encoding="utf-8"))
-        logger.info("report: %s, %s", paths["json"], paths["md"])
-        return 0 if result else 1
+        opts = CheckOptions(onnx=parse_named(args.onnx, "--onnx"), trt=parse_named(args.trt, "--trt"),
+                            model=model_source(args), recipes=tuple(args.recipe), images=args.images,
+                            max_frames=args.max_frames, mode=args.mode, gates=tuple(args.gate), scenes=args.scenes,
+                            frames=args.frames, seed=args.seed, threads=args.threads,
+                            engine_reference=args.trt_reference)
+        run = check_exports(opts)
+        with atomic_dir(args.out, ours=REPORT_MARK, force=args.force) as tmp:
+            write_check(run, tmp)
+        out = Path(args.out)
+        print((out / "check.md").read_text(encoding="utf-8"))
+        logger.info("report: %s, %s", out / "check.json", out / "check.md")
+        return 0 if run.result else 1

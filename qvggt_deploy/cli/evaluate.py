@@ -54,7 +54,7 @@ def add_benchmark_args(parser: argparse.ArgumentParser) -> None:
                        help="evaluate on a public benchmark in its official layout under --root instead of "
                             "generated scenes: co3d, re10k (cameras), dtu, eth3d (depth and points)")
     group.add_argument("--root", default=None, help="with --dataset: the dataset folder")
-    group.add_argument("--out", default=None,
+    group.add_argument("--out", default=None, metavar="DIR",
                        help="with --dataset: run folder (rows/*.jsonl appended per sequence, results.json, "
                             "results.md); rerunning with the same settings resumes. With --compare: where "
                             "compare.json/.md/.png go")
@@ -150,7 +150,8 @@ class Evaluate(Command):
                                  "fp32 = exact fp32 emulation. Defaults to fp32.")
         parser.add_argument("--max-points", type=int, default=5000,
                             help="points per cloud for Chamfer (random subset, fixed seed). Defaults to 5000.")
-        parser.add_argument("--json", default=None, help="write all metrics (mean, per scene, baseline) here")
+        parser.add_argument("--json", default=None, metavar="FILE",
+                            help="also write all metrics (mean, per scene, baseline) as JSON (replaced whole)")
         add_benchmark_args(parser)
         add_device_args(parser)
 

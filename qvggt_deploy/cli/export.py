@@ -65,7 +65,7 @@ class Export(Command):
         add_threads_arg(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        from qvggt_deploy.cli.limits import check_fits, forward_bytes
+        from qvggt_deploy.backends.limits import check_fits, forward_bytes
         from qvggt_deploy.export.onnx import export_onnx
         from qvggt_deploy.export.options import ExportOptions
         from qvggt_deploy.lazy import import_or_raise

@@ -12,8 +12,8 @@ import argparse
 from pathlib import Path
 
 from qvggt_deploy.backends import BACKENDS
-from qvggt_deploy.cli.args import (add_device_args, add_force_arg, add_model_args, apply_threads, in_range,
-                                   positive_int, resolve_device)
+from qvggt_deploy.cli.args import (add_device_args, add_force_arg, add_model_args, add_out_arg, apply_threads,
+                                   in_range, positive_int, resolve_device)
 from qvggt_deploy.cli.base import Command
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
@@ -45,8 +45,7 @@ class Infer(Command):
         parser.add_argument("--format", action="append", default=[], choices=list(FORMATS),
                             help="also write a COLMAP text model (sparse/) or a GLB scene (scene.glb); repeatable")
         parser.add_argument("--images", required=True, help="folder of images (jpg/png/...); all are one sequence")
-        parser.add_argument("--out", required=True,
-                            help="output folder (created; an earlier infer folder there is replaced whole)")
+        add_out_arg(parser, "folder", "the reconstruction (cameras.json, depth/, conf/, points.ply, ...)")
         add_force_arg(parser, "an infer output folder")
         parser.add_argument("--mode", default="crop", choices=["crop", "pad"],
                             help="preprocessing as VGGT's loader: crop (width = model size) or pad to a square. "
@@ -65,7 +64,7 @@ class Infer(Command):
     def run(self, args: argparse.Namespace) -> int:
         import torch
 
-        from qvggt_deploy.cli.limits import check_fits, forward_bytes
+        from qvggt_deploy.backends.limits import check_fits, forward_bytes
         from qvggt_deploy.data.images import list_images
         from qvggt_deploy.fileio import atomic_dir, check_output_dir
         from qvggt_deploy.infer.photos import reconstruct

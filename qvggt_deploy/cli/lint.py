@@ -20,7 +20,8 @@ class Lint(Command):
         parser.add_argument("models", nargs="+", help="exported .onnx files")
         parser.add_argument("--target", choices=["trt", "ort"], default=None,
                             help="rules to apply. Defaults to the file's qvggt.target metadata, else trt.")
-        parser.add_argument("--json", default=None, help="also write the findings as JSON")
+        parser.add_argument("--json", default=None, metavar="FILE",
+                            help="also write the findings as JSON (a copy of the printed report; replaced whole)")
         parser.add_argument("--max-findings", type=nonneg_int, default=50, help="findings printed per file. Defaults to 50.")
 
     def run(self, args: argparse.Namespace) -> int:

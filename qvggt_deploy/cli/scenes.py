@@ -19,7 +19,8 @@ class Scenes(Command):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         from qvggt_deploy.data.trajectory import TRAJECTORIES
 
-        add_out_arg(parser, "folder", "the scene_<seed>/ folders")
+        add_out_arg(parser, "workdir", "the scene_<seed>/ folders",
+                    extra="a scene folder there is replaced only if it holds scene.json")
         parser.add_argument("--num", type=positive_int, default=8, help="number of scenes. Defaults to 8.")
         parser.add_argument("--frames", type=positive_int, default=4, help="frames per scene. Defaults to 4.")
         parser.add_argument("--image-size", type=at_least(8), nargs=2, default=(224, 224), metavar=("H", "W"),

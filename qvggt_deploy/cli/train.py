@@ -22,7 +22,7 @@ class Train(Command):
 
         d = TrainConfig()
         add_preset_arg(parser, default=d.preset, help="architecture to train")
-        add_out_arg(parser, "folder", "the checkpoints and logs", extra="a run resumes if it holds state.pt")
+        add_out_arg(parser, "workdir", "the checkpoints and logs", extra="a run resumes if it holds state.pt")
         parser.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps. Defaults to {d.steps}.")
         parser.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate. Defaults to {d.lr}.")
         parser.add_argument("--weight-decay", type=float, default=d.weight_decay,

@@ -119,7 +119,7 @@ def _dense_shapes(images: torch.Tensor):
 
 @torch.library.custom_op("qvggt::dense_heads", mutates_args=())
 def _dense_marker(t0: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor, t3: torch.Tensor,
-                  images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                  images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     if torch.onnx.is_in_onnx_export():
         return tuple(images.new_empty(s) for s in _dense_shapes(images))
     return run_dense_heads(_ACTIVE["__model__"], (t0, t1, t2, t3), images)

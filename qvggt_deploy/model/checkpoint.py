@@ -15,6 +15,7 @@ import os
 import re
 import struct
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
@@ -319,3 +320,15 @@ def load_model(preset: str, checkpoint: Optional[PathLike] = None, device="cpu",
     model = build_model(preset, device="meta")
     load_checkpoint(path, model)
     return model.to(device)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Which model a run uses (``--preset``, ``--checkpoint``, ``--allow-random-weights``)."""
+
+    preset: str = "tiny"
+    checkpoint: Optional[str] = None
+    allow_random: bool = False
+
+    def load(self, device="cpu") -> nn.Module:
+        return load_model(self.preset, self.checkpoint, device=device, allow_random=self.allow_random)

@@ -62,16 +62,16 @@ def fake_gpu(tmp_path, monkeypatch):
 
 
 def bench(tmp_path, engine, *extra):
-    out = tmp_path / "trt.json"
+    out = tmp_path / "trt"
     code = main(["bench", "--backend", "trt", "--engine", f"w4a16={engine}", "--frames", "2", "--warmup", "1",
-                 "--runs", "3", "--layers", "3", "--json", str(out), *extra])
+                 "--runs", "3", "--layers", "3", "--out", str(out), *extra])
     return code, out
 
 
 def test_trt_bench_end_to_end(tmp_path, fake_gpu):
     code, out = bench(tmp_path, fake_gpu, "--tegrastats", "on")
     assert code == 0
-    doc = json.loads(out.read_text())
+    doc = json.loads((out / "bench.json").read_text())
     r = doc["results"][0]
     total_s = sum(layer["ms"] for layer in LAYERS) / 1e3  # the fake engine sleeps this long per enqueue
     assert r["backend"] == "trt" and r["label"] == "w4a16" and (r["height"], r["width"], r["frames"]) == (56, 56, 2)
@@ -90,17 +90,17 @@ def test_trt_bench_end_to_end(tmp_path, fake_gpu):
     trt_log, cuda_log = (json.loads((tmp_path / n).read_text()) for n in ("fake_trt.json", "fake_cuda.json"))
     # warm-up infer 1 + warm-up enqueue 1 + timed 3 + end-to-end 3 + profiled 3
     assert trt_log["executions"] == 11 and cuda_log["graph_launches"] == 0 and cuda_log["captures"] == 0
-    md = out.with_suffix(".md").read_text()
+    md = (out / "bench.md").read_text()
     assert md.startswith("# qvggt bench (trt, 2 frames at 56x56)") and "| variant | backend |" in md
     assert "## TensorRT: w4a16" in md and "| `aggregator.frame_blocks.0.attn.qkv` | 0 | 30.0000 | 60.0% | yes |" in md
     assert "tegrastats (" in md and "VDD_IN mean 5123 / peak 5123 mW" in md
-    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_cuda_graph_replays_the_captured_enqueue(tmp_path, fake_gpu):
     code, out = bench(tmp_path, fake_gpu, "--cuda-graph", "--tegrastats", "off", "--layers", "0")
     assert code == 0
-    r = json.loads(out.read_text())["results"][0]
+    r = json.loads((out / "bench.json").read_text())["results"][0]
     cuda_log = json.loads((tmp_path / "fake_cuda.json").read_text())
     assert cuda_log["captures"] == 1 and cuda_log["graph_launches"] == 1 + 3  # warm-up + timed
     assert r["cuda_graph"] is True and r["timing"] == "cuda events (CUDA graph)" and r["tegrastats"] is None
@@ -110,7 +110,7 @@ def test_cuda_graph_replays_the_captured_enqueue(tmp_path, fake_gpu):
 def test_trt_options_are_checked(tmp_path, fake_gpu, caplog):
     code, _ = bench(tmp_path, tmp_path / "missing.engine")
     assert code == 1 and "--engine w4a16: file not found" in caplog.text
-    code = main(["bench", "--backend", "ort", "--engine", str(fake_gpu), "--json", str(tmp_path / "x.json")])
+    code = main(["bench", "--backend", "ort", "--engine", str(fake_gpu), "--out", str(tmp_path / "x")])
     assert code == 1 and "--engine is for --backend trt" in caplog.text
 
 
@@ -118,8 +118,8 @@ def test_trt_options_are_checked(tmp_path, fake_gpu, caplog):
 def test_trt_bench_without_tensorrt_is_one_sentence(tmp_path, caplog):
     engine = tmp_path / "e.engine"
     engine.write_bytes(b"x")
-    assert main(["bench", "--backend", "trt", "--engine", str(engine), "--json", str(tmp_path / "t.json")]) == 1
-    assert "tensorrt is not installed" in caplog.text and not (tmp_path / "t.json").exists()
+    assert main(["bench", "--backend", "trt", "--engine", str(engine), "--out", str(tmp_path / "t")]) == 1
+    assert "tensorrt is not installed" in caplog.text and not (tmp_path / "t").exists()
 
 
 def test_plugin_layers_from_the_inspector_and_the_onnx_file(tmp_path):

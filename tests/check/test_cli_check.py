@@ -23,13 +23,13 @@ def test_check_cli_passes_and_writes_reports(exports, tmp_path, capsys):
 
 def test_check_cli_errors_are_one_line(exports, tmp_path, caplog):
     w4, _, _ = exports("w4a16")
-    code = main(["check", "--preset", "micro", "--onnx", str(w4.path), "--out", str(tmp_path)])
+    code = main(["check", "--preset", "micro", "--onnx", str(w4.path), "--out", str(tmp_path / "r")])
     assert code == 1 and "pass that recipe with --recipe" in caplog.text and "Traceback" not in caplog.text
     caplog.clear()
-    code = main(["check", "--preset", "micro", "--onnx", str(w4.path), "--trt", "x.engine", "--out", str(tmp_path)])
+    code = main(["check", "--preset", "micro", "--onnx", str(w4.path), "--trt", "x.engine", "--out", str(tmp_path / "r")])
     assert code == 1 and "--trt needs the tensorrt Python package" in caplog.text
     caplog.clear()
-    code = main(["check", "--preset", "tiny", "--onnx", str(w4.path), "--out", str(tmp_path)])
+    code = main(["check", "--preset", "tiny", "--onnx", str(w4.path), "--out", str(tmp_path / "r")])
     assert code == 1 and "not --preset tiny" in caplog.text
     caplog.clear()
     import onnx

@@ -151,16 +151,16 @@ def test_cli_on_micro(tmp_path, monkeypatch):
             "--eval-frames", "2", "--group", "32", "--settings", "w4", "--rows", "fp32,rtn,awq", "--grid", "3",
             "--out", str(out), "--threads", "1"]
     assert main(args) == 0
-    result = json.loads(out.with_suffix(".json").read_text())
+    result = json.loads((out / "ablation.json").read_text())
     assert [r["name"] for r in result["rows"]] == [FP32, "w4g32/rtn", "w4g32/awq"]
     rtn = result["rows"][1]
     assert rtn["avg_bits"] < 5 and rtn["paired"]["vs_awq"]["ref"] == "w4g32/awq"
     assert rtn["fp16_activations"]["vs_fp32_activations"]["auc@30"]["n"] == 2
     assert result["settings"]["eval_scenes"] == 2 and result["settings"]["cpu"]["cpus"]
     assert result["acceptance"][0]["passed"] is None  # no QVGGT row
-    assert "| rtn |" in out.with_suffix(".md").read_text()
+    assert "| rtn |" in (out / "ablation.md").read_text()
     assert main(args) == 0  # cached rows: the same numbers
-    again = json.loads(out.with_suffix(".json").read_text())
+    again = json.loads((out / "ablation.json").read_text())
     assert again["rows"][1]["metrics"] == rtn["metrics"]
 
 

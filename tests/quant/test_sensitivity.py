@@ -20,8 +20,23 @@ def test_measure_and_save(micro, scenes, tmp_path):
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_cli(tmp_path, monkeypatch):
+def test_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("QVGGT_NO_PROGRESS", "1")
-    assert main(["sensitivity", "--preset", "micro", "--synthetic", "1", "--frames", "2", "--group", "32",
-                 "--json", str(tmp_path / "s.json"), "--threads", "1"]) == 0
-    assert json.loads((tmp_path / "s.json").read_text())["ranking"]
+    argv = ["sensitivity", "--preset", "micro", "--synthetic", "1", "--frames", "2", "--group", "32", "--threads", "1"]
+    out = tmp_path / "sens"
+    assert main([*argv, "--out", str(out)]) == 0
+    table = json.loads((out / "sensitivity.json").read_text())
+    assert table["ranking"] and (out / "sensitivity.png").read_bytes()[:4] == b"\x89PNG"
+    assert main([*argv, "--out", str(out)]) == 0  # an earlier sensitivity folder is replaced
+    assert json.loads((out / "sensitivity.json").read_text())["task"] == table["task"]
+    # a folder of someone else's files is refused before any work
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    capsys.readouterr()
+    assert main([*argv, "--out", str(mine)]) == 1
+    assert "not a sensitivity folder" in capsys.readouterr().err and (mine / "notes.txt").read_text() == "keep"
+    # the old spelling still works for one release, with a warning
+    assert main([*argv, "--json", str(tmp_path / "s.json")]) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["task"] == table["task"]
+    assert "--json/--png is deprecated" in capsys.readouterr().err

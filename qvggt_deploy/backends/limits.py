@@ -69,3 +69,14 @@ def check_fits(need: int, what: str, hint: str) -> None:
     if avail is not None and need > USABLE * avail:
         raise QvggtError(f"{what} needs about {need / gib:.1f} GiB of memory by estimate, but "
                          f"{avail / gib:.1f} GiB is available; {hint}")
+
+
+def check_calibration_fits(cfg, scenes: int, frames: int, size: int) -> None:
+    """Refuse a calibration whose forward pass plus block caches cannot fit (the ``check_memory``
+    of :mod:`qvggt_deploy.quant.run`): block-wise calibration keeps every scene's block input,
+    output and float target."""
+    tokens = cfg.patch_start_idx + (size // cfg.patch_size) ** 2
+    cache = 4 * scenes * frames * tokens * cfg.embed_dim * 4
+    check_fits(forward_bytes(cfg, size, size, frames) + cache,
+               f"calibration on {scenes} scene(s) of {frames} frame(s) at {size}x{size}",
+               "use fewer scenes (--synthetic / --calib-batches) or --frames")
