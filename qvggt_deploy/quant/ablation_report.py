@@ -253,10 +253,7 @@ def write_chart(result: Dict, path) -> Optional[str]:
     """One PNG: per setting, each row's paired dAUC@30 vs FP32 with its +-2 SE bar (fp16-activation
     results beside). Returns the path, or None (with a warning) without matplotlib."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # the backend is the caller's (the CLI picks Agg)
     except ImportError:
         logger.warning("matplotlib is not installed: no ablation chart (pip install matplotlib)")
         return None
