@@ -223,7 +223,7 @@ CASES: List[Case] = [
     C("calibrate-checkpoint-nan", ["calibrate", *MICRO, "--checkpoint", "{nan}", "--out", "{d}/rec"], 1, "NaN/Inf"),
     C("calibrate-clips-bad", ["calibrate", *MICRO, "--clips", "1.5", "--out", "{d}/rec"], 1, "--clips"),
     C("calibrate-mp-options-bad", ["calibrate", *MICRO, "--method", "rtn", "--synthetic", "1", "--frames", "1",
-                                   "--avg-bits", "5", "--mp-options", "w3a16", "--out", "{d}/rec"], 1, "w3a16"),
+                                   "--avg-bits", "5", "--mp-options", "w2a16", "--out", "{d}/rec"], 1, "w2a16"),
     C("calibrate-device-bad", ["calibrate", *MICRO, "--device", "tpu", "--out", "{d}/rec"], 1, "--device"),
     C("calibrate-out-missing-arg", ["calibrate", *MICRO], 2, "--out"),
     C("calibrate-method-bad", ["calibrate", *MICRO, "--method", "gptq", "--out", "{d}/rec"], 2, "--method"),
