@@ -18,7 +18,7 @@ def test_options_are_checked_where_they_are_built():
     with pytest.raises(QvggtError, match="--mp-options is empty"):
         parse_precisions(" , ", "--mp-options")
     with pytest.raises(QvggtError):
-        CalibrateOptions(mp_options=("fp16", "w3a16"))
+        CalibrateOptions(mp_options=("fp16", "w2a16"))
     with pytest.raises(QvggtError, match="one budget"):
         CalibrateOptions(avg_bits=5, max_weight_mb=1)
     with pytest.raises(QvggtError, match="fp32 is the reference"):
