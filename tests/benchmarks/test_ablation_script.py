@@ -1,15 +1,9 @@
 """benchmarks/ablation.py: the real run's arguments and the cost it prints before starting."""
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "ablation.py"
+from tests.benchmarks.scripts import load_benchmark
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("ablation_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ablation", "ablation_script")
 
 
 def test_defaults_overridable_and_cost_printed():

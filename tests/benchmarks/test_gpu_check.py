@@ -1,22 +1,19 @@
 """benchmarks/gpu_check.py without a GPU: it refuses to report; its shapes, weight bytes, ratios and
 targets are computed right from planted numbers; its sections are written as they end (with the GPU
 work replaced by stand-ins); its end-to-end plumbing runs on CPU with the tiny preset."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
+from tests.benchmarks.scripts import BENCHMARKS, load_benchmark
+
+SCRIPT = BENCHMARKS / "gpu_check.py"
 
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gpu_check")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU refusal")

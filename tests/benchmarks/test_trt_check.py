@@ -1,6 +1,5 @@
 """benchmarks/trt_check.py: step order and arguments, the report after every step, a failing step
 recorded while the others go on, resuming; and the real build step against the fake tensorrt."""
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -8,20 +7,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.benchmarks.scripts import load_benchmark
 from tests.bench.test_bench_trt import fake_gpu  # noqa: F401  (fixture: fake tensorrt, cudart, tegrastats)
 from tests.trt.conftest import BASE_PROFILE
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "trt_check.py"
 ORDER = ["env", "export-native", "export-plugin", "build-native", "build-plugin", "check", "bench"]
 
 
 @pytest.fixture(scope="module")
 def trt_check():
-    spec = importlib.util.spec_from_file_location("trt_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("trt_check")
 
 
 class FakeCommands:
