@@ -31,7 +31,7 @@ def main() -> int:
 
     from qvggt_deploy.model import build_model
     from qvggt_deploy.train.data import Phase, make_batch
-    from qvggt_deploy.train.tracks import ground_truth_tracks, sample_query_points, track_loss
+    from qvggt_deploy.train.tracks import query_tracks, track_loss
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -40,9 +40,9 @@ def main() -> int:
         p.requires_grad_(False)
     optimizer = torch.optim.AdamW(model.track_head.parameters(), lr=args.lr)
     batch = make_batch(1, 1, Phase(until=1.0, frames=(2,), batch=2, rotation=(5.0, 20.0)), args.size)
-    query = sample_query_points(batch["mask"][:, 0], 64, torch.Generator().manual_seed(0))
-    gt = ground_truth_tracks(query, batch["world_points"], batch["mask"], batch["depth"], batch["extrinsics"],
-                             batch["intrinsics"])
+    gt = query_tracks(batch["world_points"], batch["mask"], batch["depth"], batch["extrinsics"], batch["intrinsics"],
+                      64, torch.Generator().manual_seed(0))
+    query = gt["query_points"]
     motion = (gt["tracks"][:, 1] - gt["tracks"][:, 0]).norm(dim=-1)[gt["visible"][:, 1]].median()
     curve, t0 = [], time.perf_counter()
     for step in range(args.steps):

@@ -70,10 +70,6 @@ def _attention_logits(attn: nn.Module, x: torch.Tensor, pos: torch.Tensor, queri
     return q[0, :, queries] @ k[0].transpose(-1, -2) / attn.head_dim ** 0.5
 
 
-def _attention_probs(attn: nn.Module, x: torch.Tensor, pos: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
-    return _attention_logits(attn, x, pos, queries).softmax(-1)
-
-
 def attention_match_loss(inputs, batch: Dict[str, torch.Tensor], patch_size: int, patch_start: int,
                          per_frame: int, generator: torch.Generator) -> torch.Tensor:
     """Mean cross-entropy of head 0 of every global block (``inputs`` from
@@ -125,7 +121,7 @@ def attention_match_ratio(model: nn.Module, scenes) -> Dict[str, float]:
             continue
         ratios = []
         for attn, x, pos in tap.inputs:
-            probs = _attention_probs(attn, x, pos, query)  # [heads, Q, T]
+            probs = _attention_logits(attn, x, pos, query).softmax(-1)  # [heads, Q, T]
             mass = probs.gather(-1, key.view(1, -1, 1).expand(probs.shape[0], -1, 1))[..., 0]
             ratios.append(mass.sum(-1) * S * n_tokens)  # per head, summed over queries
         stacked = torch.stack(ratios)  # [blocks, heads]

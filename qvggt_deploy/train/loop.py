@@ -35,7 +35,7 @@ from qvggt_deploy.train.attention_match import GlobalAttentionInputs, attention_
 from qvggt_deploy.train.data import get_curriculum, make_batch, phase_at
 from qvggt_deploy.train.losses import normalize_ground_truth, vggt_loss
 from qvggt_deploy.train.pose_probe import AbsolutePoseProbe, CameraTokenTap, absolute_pose_loss, camera_go_no_go
-from qvggt_deploy.train.tracks import ground_truth_tracks, sample_query_points, track_loss
+from qvggt_deploy.train.tracks import query_tracks, track_loss
 
 logger = get_logger(__name__)
 
@@ -131,10 +131,8 @@ def forward_for_training(model: torch.nn.Module, images: torch.Tensor, gt: Dict[
 def _track_targets(cfg: "TrainConfig", step: int, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Query pixels (a pure function of seed and step, so resume stays exact) and their tracks."""
     generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-    query = sample_query_points(batch["mask"][:, 0], cfg.track_points, generator)
-    gt = ground_truth_tracks(query, batch["world_points"], batch["mask"], batch["depth"],
-                             batch["extrinsics"], batch["intrinsics"])
-    return {"query_points": query, **gt}
+    return query_tracks(batch["world_points"], batch["mask"], batch["depth"], batch["extrinsics"],
+                        batch["intrinsics"], cfg.track_points, generator)
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:

@@ -130,9 +130,7 @@ def camera_go_no_go(model: nn.Module, num_scenes: int = 16, frames: int = 4, ima
 
 def _track_queries(scene, count: int = 64) -> Dict[str, torch.Tensor]:
     """Fixed query pixels of frame 0 and their true tracks (held-out check of the track head)."""
-    from qvggt_deploy.train.tracks import ground_truth_tracks, sample_query_points
+    from qvggt_deploy.train.tracks import query_tracks
 
-    query = sample_query_points(scene.mask[None, 0], count, torch.Generator().manual_seed(0))
-    gt = ground_truth_tracks(query, scene.world_points[None], scene.mask[None], scene.depth[None],
-                             scene.extrinsics[None], scene.intrinsics[None])
-    return {"query_points": query, **gt}
+    return query_tracks(scene.world_points[None], scene.mask[None], scene.depth[None], scene.extrinsics[None],
+                        scene.intrinsics[None], count, torch.Generator().manual_seed(0))

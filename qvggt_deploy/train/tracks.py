@@ -77,6 +77,14 @@ def ground_truth_tracks(query_points: torch.Tensor, world_points: torch.Tensor, 
     return {"tracks": tracks, "visible": visible}
 
 
+def query_tracks(world_points: torch.Tensor, mask: torch.Tensor, depth: torch.Tensor, extrinsics: torch.Tensor,
+                 intrinsics: torch.Tensor, count: int, generator: torch.Generator) -> Dict[str, torch.Tensor]:
+    """``count`` query pixels drawn from frame 0's valid pixels and their true tracks: ``query_points``
+    plus the keys of :func:`ground_truth_tracks` (inputs ``[B, S, ...]`` as there)."""
+    query = sample_query_points(mask[:, 0], count, generator)
+    return {"query_points": query, **ground_truth_tracks(query, world_points, mask, depth, extrinsics, intrinsics)}
+
+
 def track_loss(track_list: List[torch.Tensor], visibility: torch.Tensor, gt_tracks: torch.Tensor,
                gt_visible: torch.Tensor, image_size: int, gamma: float = 0.8,
                weight_visibility: float = 0.05) -> Dict[str, torch.Tensor]:

@@ -4,7 +4,7 @@ import torch
 
 from qvggt_deploy.data.synthetic import SceneConfig, generate_scene
 from qvggt_deploy.train import TrainConfig, train
-from qvggt_deploy.train.tracks import ground_truth_tracks, sample_query_points, track_loss
+from qvggt_deploy.train.tracks import ground_truth_tracks, query_tracks, track_loss
 
 
 def _scene_batch(seed=3, frames=3, size=56):
@@ -14,9 +14,9 @@ def _scene_batch(seed=3, frames=3, size=56):
 
 
 def _tracks(batch, count=48, seed=0):
-    query = sample_query_points(batch["mask"][:, 0], count, torch.Generator().manual_seed(seed))
-    return query, ground_truth_tracks(query, batch["world_points"], batch["mask"], batch["depth"],
-                                      batch["extrinsics"], batch["intrinsics"])
+    gt = query_tracks(batch["world_points"], batch["mask"], batch["depth"], batch["extrinsics"],
+                      batch["intrinsics"], count, torch.Generator().manual_seed(seed))
+    return gt["query_points"], gt
 
 
 def test_visible_tracks_land_on_the_same_world_point():
@@ -72,15 +72,21 @@ def test_track_loss_counts_only_visible_points_of_later_frames():
     assert worse["loss_track"] > exact["loss_track"] and worse["track_px"] > exact["track_px"]
 
 
-def test_training_with_tracks_resumes_bit_exact_and_trains_the_track_head(tmp_path):
-    cfg = TrainConfig(preset="micro", steps=2, warmup=1, log_every=1, ckpt_every=1, snapshot_every=10,
-                      weight_track=1.0, track_points=8)
+def _train_straight_and_resumed(cfg, tmp_path):
+    """Train ``cfg`` straight and in two parts; asserts both end bit-identical. Returns the straight
+    model and its log records."""
     straight = train(cfg, tmp_path / "a")
     train(cfg, tmp_path / "b", stop_at=1)
     resumed = train(cfg, tmp_path / "b")
     for (name, p), q in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(p, q), name
-    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    return straight, [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+
+
+def test_training_with_tracks_resumes_bit_exact_and_trains_the_track_head(tmp_path):
+    cfg = TrainConfig(preset="micro", steps=2, warmup=1, log_every=1, ckpt_every=1, snapshot_every=10,
+                      weight_track=1.0, track_points=8)
+    straight, log = _train_straight_and_resumed(cfg, tmp_path)
     assert all("track_px" in r and "track_vis_bce" in r for r in log)
     untrained = train(TrainConfig(**{**cfg.__dict__, "lr": 0.0, "steps": 1}), tmp_path / "c")
     assert not torch.equal(straight.track_head.tracker.vis_predictor[0].weight,
@@ -108,15 +114,10 @@ def test_uniform_attention_scores_chance():
     assert abs(out["attn_match_best"] - 1.0) < 1e-4
 
 
-def test_attention_match_loss_trains_resumably_and_lowers_with_training(tmp_path):
+def test_attention_match_loss_trains_resumably_and_is_logged(tmp_path):
     cfg = TrainConfig(preset="micro", steps=2, warmup=1, log_every=1, ckpt_every=1, snapshot_every=10,
                       weight_attn_match=1.0, attn_match_per_frame=8)
-    straight = train(cfg, tmp_path / "a")
-    train(cfg, tmp_path / "b", stop_at=1)
-    resumed = train(cfg, tmp_path / "b")
-    for (name, p), q in zip(straight.state_dict().items(), resumed.state_dict().values()):
-        assert torch.equal(p, q), name
-    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    _, log = _train_straight_and_resumed(cfg, tmp_path)
     assert all(r["loss_attn_match"] > 0 for r in log)
 
 
