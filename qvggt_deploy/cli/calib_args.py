@@ -73,6 +73,9 @@ def add_method_args(parser: argparse.ArgumentParser, method_default: str = "qvgg
                          "Defaults to 1.")
     sw.add_argument("--task-scenes", type=positive_int, default=1,
                     help="calibration scenes the heads are run on in the task-aware search. Defaults to 1.")
+    sw.add_argument("--task-dense-frames", type=nonneg_int, default=2,
+                    help="frames of those scenes whose depth and point maps the task-aware search scores "
+                         "(the camera is scored on all; 0 = all). Defaults to 2.")
     sw.add_argument("--w-rec", type=float, default=1.0, help="weight of the reconstruction term. Defaults to 1.")
     sw.add_argument("--w-task", type=float, default=1.0, help="weight of the task term. Defaults to 1.")
     sw.add_argument("--task-weights", default="camera=1,depth=1,points=1,consistency=0.5",
@@ -96,7 +99,8 @@ def options_from_args(args):
     changes = dict(wbits=args.wbits, abits=args.abits, group=args.group, act_granularity=args.act_granularity,
                    act_calib=args.act_calib, comp_directions=args.comp_directions, max_rows=args.max_rows,
                    seed=args.seed, task_weights=weights,
-                   search=TaskSearchOptions(args.grid, clips, args.top_m, args.w_rec, args.w_task, args.task_scenes))
+                   search=TaskSearchOptions(args.grid, clips, args.top_m, args.w_rec, args.w_task, args.task_scenes,
+                                                   args.task_dense_frames))
     for name in ("smooth", "clip_search", "token_filter", "task_search"):
         if getattr(args, f"no_{name}"):
             changes[name] = False

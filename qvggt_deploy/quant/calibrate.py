@@ -128,7 +128,7 @@ def calibrate(model: nn.Module, scenes: List[torch.Tensor], opts: CalibOptions,
         stream = CalibStream(model, scenes)
     task_scenes = list(range(min(len(scenes), max(opts.search.scenes, 1))))
     with phases("fp32 targets"):
-        refs = reference(stream.predictions(task_scenes)) if opts.task_search else None
+        refs = reference(stream.predictions(task_scenes, opts.search.dense_frames)) if opts.task_search else None
     for index, unit in enumerate(progress(stream.units, desc=f"calibrate ({opts.method})")):
         spec = unit_spec(opts, (plan or {}).get(unit.name, opts.precision))
         cached = work.load_unit(index, unit.name) if work else None
@@ -164,7 +164,8 @@ def calibrate_unit(model: nn.Module, stream: CalibStream, unit: Unit, spec: Unit
         task = None
         if opts.task_search and refs is not None and opts.search.top_m > 0:
             def task() -> float:
-                return task_loss(stream.predictions(range(len(refs))), refs, opts.task_weights)["task"]
+                preds = stream.predictions(range(len(refs)), opts.search.dense_frames)
+                return task_loss(preds, refs, opts.task_weights)["task"]
         if unit.is_block:
             _calibrate_block(model, stream, unit, spec, opts, task, seed, part, phases)
         else:

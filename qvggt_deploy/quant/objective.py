@@ -46,9 +46,10 @@ def _scale(points: torch.Tensor) -> torch.Tensor:
 def inconsistency_map(pred: Dict[str, torch.Tensor]) -> torch.Tensor:
     """Per-pixel cross-head error ``[B, S, H, W]``: distance between the depth map unprojected
     with the predicted cameras and the point map (``depth [B, S, H, W, 1]``, ``pose_enc
-    [B, S, 9]``, ``world_points [B, S, H, W, 3]``)."""
-    H, W = pred["depth"].shape[-3:-1]
-    extrinsics, intrinsics = pose_encoding_to_extri_intri(pred["pose_enc"], (H, W))
+    [B, S', 9]``, ``world_points [B, S, H, W, 3]``; with S' > S, the maps are of the first S
+    frames, as the calibration stream's ``dense_frames`` gives them)."""
+    S, (H, W) = pred["depth"].shape[1], pred["depth"].shape[-3:-1]
+    extrinsics, intrinsics = pose_encoding_to_extri_intri(pred["pose_enc"][:, :S], (H, W))
     unprojected = unproject_depth_map_to_point_map(pred["depth"][..., 0], extrinsics, intrinsics)
     return (unprojected - pred["world_points"]).norm(dim=-1)
 

@@ -54,7 +54,8 @@ class SceneState:
     pos: Optional[torch.Tensor] = None  # [B*S, N, 2] once past the ViT
     frame_out: Optional[torch.Tensor] = None  # [B, S, N, C] between frame and global block
     outputs: Dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [B, S, N, 2C]
-    dense: Optional[Dict[str, torch.Tensor]] = None  # depth/point predictions once the aggregator is final
+    dense: Dict[int, Dict[str, torch.Tensor]] = field(default_factory=dict)  # frames -> depth/point predictions
+    # once the aggregator is final
 
 
 class CalibStream:
@@ -130,13 +131,18 @@ class CalibStream:
         empty = next(iter(state.outputs.values()))[:, :, :0]
         return [state.outputs.get(i, empty) for i in range(self.model.aggregator.depth)]
 
-    def _dense(self, state: SceneState) -> Dict[str, torch.Tensor]:
+    def _dense(self, state: SceneState, frames: int = 0) -> Dict[str, torch.Tensor]:
+        """Depth and point maps of the first ``frames`` frames (0: all; the DPT heads run per frame,
+        so a prefix costs its share and gives the same maps as the full run)."""
         m, out = self.model, {}
         tokens, start = self._tokens_list(state), self.model.aggregator.patch_start_idx
+        images = state.images
+        if 0 < frames < images.shape[1]:
+            tokens, images = [t[:, :frames] for t in tokens], images[:, :frames]
         if m.depth_head is not None:
-            out["depth"], out["depth_conf"] = m.depth_head(tokens, state.images, start)
+            out["depth"], out["depth_conf"] = m.depth_head(tokens, images, start)
         if m.point_head is not None:
-            out["world_points"], out["world_points_conf"] = m.point_head(tokens, state.images, start)
+            out["world_points"], out["world_points_conf"] = m.point_head(tokens, images, start)
         return out
 
     def _camera(self, state: SceneState) -> Dict[str, torch.Tensor]:
@@ -202,10 +208,12 @@ class CalibStream:
         self.position += 1
 
     @torch.no_grad()
-    def predictions(self, scenes: Optional[Sequence[int]] = None) -> List[Dict[str, torch.Tensor]]:
+    def predictions(self, scenes: Optional[Sequence[int]] = None,
+                    dense_frames: int = 0) -> List[Dict[str, torch.Tensor]]:
         """Predictions (``pose_enc``, ``depth``, ``world_points`` and confidences) per scene,
         running the model as it now is from the stream's position to the end (earlier blocks
-        are not re-run: their outputs are the stream's state)."""
+        are not re-run: their outputs are the stream's state). ``dense_frames`` > 0: depth and
+        points of the first that many frames only (cameras of all)."""
         results = []
         for i in (range(len(self.states)) if scenes is None else scenes):
             state = self.states[i]
@@ -213,11 +221,11 @@ class CalibStream:
                 state = replace(state, outputs=dict(state.outputs))
                 for q in range(self.position, len(self.program)):
                     self._step(state, q, self.model.get_submodule(self.program[q].name))
-                dense = self._dense(state)
+                dense = self._dense(state, dense_frames)
             else:  # the aggregator is final: its dense predictions are computed once and kept
-                if state.dense is None:
-                    state.dense = self._dense(state)
-                dense = state.dense
+                if dense_frames not in state.dense:
+                    state.dense[dense_frames] = self._dense(state, dense_frames)
+                dense = state.dense[dense_frames]
             results.append({**dense, **self._camera(state)})
         return results
 

@@ -39,9 +39,10 @@ class TaskSearchOptions:
     """Grid and weights. Defaults: 20 exponents, no layer clip grid (clips (1.0,): the per-group
     clip search refines the finalists instead; a layer-wide clip grid made held-out depth and
     points worse, see docs/method.md), the best candidate against RTN on the heads,
-    reconstruction and task weighted 1:1, heads run on the first calibration scene (the heads
-    dominate the cost: a DPT head costs more than all aggregator blocks at 224 px; more finalists
-    or scenes cost time without a measured gain, see docs/method.md)."""
+    reconstruction and task weighted 1:1, heads run on the first calibration scene, the depth and
+    point heads on its first ``dense_frames`` frames (0: all; the camera head always sees every
+    frame). The heads dominate the cost: a DPT head costs more than all aggregator blocks at
+    224 px; more finalists or scenes cost time without a measured gain, see docs/method.md."""
 
     grid: int = 20
     clips: Tuple[float, ...] = (1.0,)
@@ -49,6 +50,7 @@ class TaskSearchOptions:
     w_rec: float = 1.0
     w_task: float = 1.0
     scenes: int = 1
+    dense_frames: int = 2
 
 
 @dataclass(eq=False)  # identity comparison (holds a tensor)

@@ -39,6 +39,18 @@ def test_inconsistency_map_is_per_pixel():
     torch.testing.assert_close(e, expected)
 
 
+def test_inconsistency_map_of_a_frame_prefix_uses_those_frames_cameras():
+    """Maps of the first frames only (the calibration stream's ``dense_frames``) with every frame's
+    camera: the prefix of the full map."""
+    fp = _scene()
+    prefix = {"pose_enc": fp["pose_enc"], "depth": fp["depth"][:, :1], "world_points": fp["world_points"][:, :1]}
+    torch.testing.assert_close(inconsistency_map(prefix), inconsistency_map(fp)[:, :1])
+    moved = _scene(1)  # frame 1 moved: a prefix of frame 0 must not read frame 1's camera
+    moved["pose_enc"][:, 1, :3] += 1.0
+    torch.testing.assert_close(inconsistency_map({**prefix, "pose_enc": moved["pose_enc"]}),
+                               inconsistency_map(prefix))
+
+
 def test_fp32_against_itself_is_zero():
     fp = _scene()
     losses = head_losses(fp, reference([fp])[0])

@@ -21,6 +21,21 @@ def test_predictions_equal_model(micro, scenes):
             assert torch.equal(r[key], a[key]) and torch.equal(r[key], b[key])
 
 
+def test_dense_frames_give_the_first_frames_of_the_full_maps(micro, scenes):
+    """The task search scores depth and points on a frame prefix: the same maps, cameras of all."""
+    stream = CalibStream(micro, scenes)
+    for final in (False, True):  # at the start (re-run to the end), then final (cached per prefix)
+        if final:
+            for unit in stream.program:
+                stream.advance(unit)
+        full, part = stream.predictions(), stream.predictions(dense_frames=1)
+        for f, p in zip(full, part):
+            assert p["depth"].shape[1] == 1 and p["pose_enc"].shape == f["pose_enc"].shape
+            for key in ("depth", "depth_conf", "world_points", "world_points_conf"):
+                torch.testing.assert_close(p[key], f[key][:, :1])
+    assert stream.predictions()[0]["depth"].shape[1] == scenes[0].shape[1]  # the cache keeps both
+
+
 def test_layouts_and_order(micro, scenes):
     stream = CalibStream(micro, scenes)
     kinds = [u.kind for u in stream.units]
