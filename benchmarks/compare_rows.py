@@ -1,0 +1,91 @@
+"""Paired comparison of two ablation rows from different runs (e.g. one calibration option changed).
+
+``qvggt ablate`` compares the rows of one run; an option it does not vary (``--task-dense-frames``,
+``--top-m``) is compared by running the row again into another folder and pairing the two here,
+scene by scene on the held-out scenes both runs scored (matched by seed), with standard errors:
+
+    python benchmarks/compare_rows.py A/ablation.json:w4g128/qvggt B/ablation.json:w4g128/qvggt \\
+        --json benchmarks/results/task_dense_frames.json
+
+Prints a Markdown table (B minus A) and writes the numbers as JSON with ``--json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from qvggt_deploy.errors import QvggtError  # noqa: E402
+from qvggt_deploy.quant.ablation_report import PAIRED_METRICS, paired  # noqa: E402
+
+
+def load_row(spec: str) -> dict:
+    """``FILE:ROW`` -> the row (its per-scene results included) and where it came from."""
+    path, sep, name = spec.partition(":")
+    if not sep or not name:
+        raise QvggtError(f"{spec}: expected FILE:ROW, e.g. benchmarks/results/ablation_tiny/ablation.json:w4g128/qvggt")
+    result = json.loads(Path(path).read_text())
+    rows = {r["name"]: r for r in result["rows"]}
+    if name not in rows:
+        raise QvggtError(f"{path} has no row {name}; it has {', '.join(rows)}")
+    return {"file": path, "settings": result.get("settings", {}), **rows[name]}
+
+
+def _side(row: dict) -> dict:
+    fp16 = row.get("fp16_activations")
+    return {"file": row["file"], "row": row["name"], "options": row.get("options"), "avg_bits": row["avg_bits"],
+            "calib_seconds": row.get("calib_seconds"), "metrics": row["metrics"],
+            "metrics_fp16_activations": fp16["metrics"] if fp16 else None}
+
+
+def compare(a: dict, b: dict) -> dict:
+    """B minus A per metric (mean, SE, n), with fp32 and, where both have them, fp16 activations."""
+    out = {"a": _side(a), "b": _side(b), "b_minus_a": {}}
+    fa, fb = a.get("fp16_activations"), b.get("fp16_activations")
+    for label, ra, rb in (("fp32", a, b), ("fp16", fa, fb)):
+        if ra and rb:
+            out["b_minus_a"][label] = {k: paired(rb["per_scene"], ra["per_scene"], k) for k in PAIRED_METRICS}
+    return out
+
+
+def markdown(c: dict) -> str:
+    lines = [f"A: `{c['a']['file']}` {c['a']['row']} ({c['a']['avg_bits']:.3f} bits, calibration "
+             f"{c['a']['calib_seconds'] or float('nan'):.0f} s)",
+             f"B: `{c['b']['file']}` {c['b']['row']} ({c['b']['avg_bits']:.3f} bits, calibration "
+             f"{c['b']['calib_seconds'] or float('nan'):.0f} s)", "",
+             "| activations | metric | A | B | B - A (paired) | n |", "|---|---|---|---|---|---|"]
+    key = {"fp32": "metrics", "fp16": "metrics_fp16_activations"}
+    for label, diffs in c["b_minus_a"].items():
+        for metric, d in diffs.items():
+            if d is not None:
+                a_val, b_val = c["a"][key[label]][metric], c["b"][key[label]][metric]
+                lines.append(f"| {label} | {metric} | {a_val:.4f} | {b_val:.4f} | {d['mean']:+.4f} +- {d['se']:.4f} "
+                             f"| {d['n']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("a", help="FILE:ROW, the baseline")
+    parser.add_argument("b", help="FILE:ROW, the row compared with it")
+    parser.add_argument("--json", help="write the comparison here")
+    args = parser.parse_args(argv)
+    try:
+        result = compare(load_row(args.a), load_row(args.b))
+    except (QvggtError, OSError, json.JSONDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(markdown(result), end="")
+    if args.json:
+        from qvggt_deploy.fileio import write_json
+
+        write_json(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
