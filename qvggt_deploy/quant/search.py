@@ -26,6 +26,7 @@ from qvggt_deploy.quant.activation import calibrate_act_scale, subsample_rows
 from qvggt_deploy.quant.capture import swapped
 from qvggt_deploy.quant.config import get_precision
 from qvggt_deploy.quant.fake import QuantLinear
+from qvggt_deploy.quant.stream import BlockInput
 from qvggt_deploy.quant.tokens import attention_with_virtual_queries, special_rows_mask, stat_rows
 
 Clip = Union[float, torch.Tensor]
@@ -166,9 +167,13 @@ def build_probe(model: nn.Module, module_name: str, mixes_tokens: bool, inputs, 
                 w = torch.cat([w, virtual], dim=1)
             weights.append(w)
 
+        batches = _batch_scenes(feats, inputs)
+        if len(batches) < len(feats):  # one attention call per layout: same results, fewer small ops
+            weights = [torch.cat([weights[i] for i in idx]) for idx, _, _ in batches]
+
         def run() -> List[torch.Tensor]:
             outs = []
-            for f, inp in zip(feats, inputs):
+            for _, f, inp in batches:
                 set_layout(attn, inp.tokens_per_frame)
                 outs.append(attn(f, pos=inp.pos) if comp is None
                             else attention_with_virtual_queries(attn, f, inp.pos, comp))
@@ -184,6 +189,23 @@ def build_probe(model: nn.Module, module_name: str, mixes_tokens: bool, inputs, 
     probe = Probe(run, weights, rows, row_w)
     probe.ref = run()
     return probe
+
+
+def _batch_scenes(feats: List[torch.Tensor], inputs) -> List[tuple]:
+    """Scenes of one layout (shape, tokens per frame, special tokens) joined along the batch:
+    ``[(scene indices, x, BlockInput with the joined pos)]``. Attention is per sequence, so the
+    joined run computes what the scene-by-scene runs compute (up to float rounding)."""
+    groups: dict = {}
+    for i, (f, inp) in enumerate(zip(feats, inputs)):
+        key = (tuple(f.shape[1:]), inp.tokens_per_frame, inp.num_special, inp.frames_per_seq, inp.pos is None)
+        groups.setdefault(key, []).append(i)
+    out = []
+    for idx in groups.values():
+        first = inputs[idx[0]]
+        pos = None if first.pos is None else torch.cat([inputs[i].pos for i in idx])
+        out.append((idx, torch.cat([feats[i] for i in idx]),
+                    BlockInput(None, pos, first.tokens_per_frame, first.num_special, first.frames_per_seq)))
+    return out
 
 
 @torch.no_grad()
