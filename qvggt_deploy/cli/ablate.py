@@ -2,18 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
 
-from qvggt_deploy.cli.args import add_force_arg, add_model_args, add_out_arg, add_threads_arg, apply_threads, positive_int
+from qvggt_deploy.cli.args import (add_force_arg, add_model_args, add_out_arg, add_threads_arg, apply_threads,
+                                   model_source, positive_int)
 from qvggt_deploy.cli.base import Command
-from qvggt_deploy.cli.calib_args import add_calib_data_args, add_method_args, load_calib_scenes, options_from_args
+from qvggt_deploy.cli.calib_args import add_calib_data_args, add_method_args, calib_data, options_from_args
 from qvggt_deploy.errors import QvggtError
-from qvggt_deploy.log import get_logger
-
-logger = get_logger(__name__)
-
-JSON, MD, PNG = "ablation.json", "ablation.md", "ablation.png"
+from qvggt_deploy.quant.ablation_run import JSON, MD, PNG
 
 
 class Ablate(Command):
@@ -52,12 +47,8 @@ class Ablate(Command):
         add_threads_arg(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        from qvggt_deploy.fileio import write_json, write_text
-        from qvggt_deploy.metrics.evaluate import eval_scenes
-        from qvggt_deploy.model.checkpoint import load_model
-        from qvggt_deploy.quant.ablation import run_ablation, select
-        from qvggt_deploy.quant.ablation_report import INTERVAL, acceptance, analyse, format_markdown, write_chart
-        from qvggt_deploy.quant.recipe import model_fingerprint
+        from qvggt_deploy.backends.limits import check_calibration_fits
+        from qvggt_deploy.quant.ablation_run import ablate_to, check_ablation_output
 
         switches = ("no_smooth", "no_clip_search", "no_token_filter", "no_task_search")
         fixed = [f"--{k.replace('_', '-')}" for k in switches if getattr(args, k)]
@@ -67,66 +58,19 @@ class Ablate(Command):
         if fixed:
             raise QvggtError(f"qvggt ablate sets {', '.join(fixed)} itself, row by row (the settings fix the bits; "
                              f"the rows the method switches); leave them out")
-        from qvggt_deploy.fileio import atomic_dir, check_output_dir
-
-        check_output_dir(args.out, ours=JSON, what="qvggt ablate folder (no ablation.json)", force=args.force)
-        check_output_dir(f"{args.out}.work", option="--out (work folder)", replace=False)
-        entries = select([w.strip() for w in args.settings.split(",") if w.strip()],
-                         [w.strip() for w in args.rows.split(",") if w.strip()], args.group)
-        if not entries:
-            raise QvggtError(f"--settings {args.settings} --rows {args.rows}: no row selected")
+        check_ablation_output(args.out, args.force)
         apply_threads(args.threads)
-        base = options_from_args(args)
-        start = time.perf_counter()
-
-        def fresh():
-            return load_model(args.preset, args.checkpoint, device="cpu", allow_random=args.allow_random_weights)
-
-        model = fresh()
-        calib, data_digest = load_calib_scenes(args, model, "cpu")
-        size = args.image_size or model.cfg.img_size
-        logger.info("rendering %d evaluation scenes", args.eval_scenes)
-        scenes = list(eval_scenes(args.eval_scenes, args.eval_frames, args.eval_seed, (size, size)))
-        key = {"fingerprint": model_fingerprint(model), "calib": data_digest, "eval": [args.eval_scenes,
-               args.eval_frames, args.eval_seed, args.max_points, size]}
-        result = run_ablation(fresh, calib, scenes, base, entries, Path(f"{args.out}.work"), key, args.max_points)
-        analyse(result)
-        result["acceptance"] = acceptance(result)
-        result["settings"] = _settings(args, base, len(calib), size, time.perf_counter() - start, INTERVAL)
-        with atomic_dir(args.out, ours=JSON, force=args.force) as tmp:
-            write_json(tmp / JSON, result)
-            write_text(tmp / MD, format_markdown(result, result["settings"]))
-            chart = write_chart(result, tmp / PNG)
-        logger.info("ablation -> %s (%s, %s%s)", args.out, MD, JSON, f", {PNG}" if chart else "")
-        for c in result["acceptance"]:
-            logger.info("%s %s", {True: "PASS", False: "FAIL", None: "NOT RUN"}[c["passed"]], c["criterion"])
+        ablate_to(ablate_options(args), args.out, args.force, check_calibration_fits)
         return 0
 
 
-def _settings(args, base, calib_scenes: int, size: int, seconds: float, interval: str) -> dict:
-    """What the ablation ran on, for the JSON (scenes, seeds, checkpoint digest, CPU, threads)."""
-    import hashlib
+def ablate_options(args):
+    """The command line as :class:`~qvggt_deploy.quant.ablation_run.AblateOptions`."""
+    from qvggt_deploy.quant.ablation_run import AblateOptions
 
-    import torch
+    def names(text: str) -> tuple:
+        return tuple(w.strip() for w in text.split(",") if w.strip())
 
-    from qvggt_deploy.model.checkpoint import default_checkpoint, resolve_checkpoint
-    from qvggt_deploy.procstats import cpu_info
-    from qvggt_deploy.quant.ablation import SETTINGS
-
-    path = resolve_checkpoint(args.checkpoint) if args.checkpoint else default_checkpoint(args.preset)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else None
-    return {"preset": args.preset, "checkpoint": args.checkpoint or ("embedded" if path else "random weights"),
-            "checkpoint_sha256": sha, "eval_scenes": args.eval_scenes, "eval_frames": args.eval_frames,
-            "eval_seed": args.eval_seed, "calib_scenes": calib_scenes, "calib_frames": args.frames,
-            "calib_seed": args.seed, "calib_source": args.calib or "generated", "image_size": size,
-            "max_points": args.max_points,
-            "calib": f"{calib_scenes} {'generated' if not args.calib else args.calib} scenes x {args.frames} frames "
-                     f"(seed {args.seed})",
-            "eval": f"{args.eval_scenes} held-out generated scenes x {args.eval_frames} frames "
-                    f"(seeds 10^9 + {args.eval_seed} + i)",
-            "group": args.group, "interval": interval,
-            "settings": [{"name": s.with_group(args.group).name, "kind": s.kind, "title": s.title, "wbits": s.wbits,
-                          "abits": s.abits, "budget_avg_bits": s.budget, "mp_options": list(s.mp_options)}
-                         for s in SETTINGS],
-            "base_options": base.to_json(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "cpu": cpu_info(), "seconds": seconds}
+    return AblateOptions(model=model_source(args), data=calib_data(args), base=options_from_args(args),
+                         settings=names(args.settings), rows=names(args.rows), eval_scenes=args.eval_scenes,
+                         eval_frames=args.eval_frames, eval_seed=args.eval_seed, max_points=args.max_points)
