@@ -42,12 +42,22 @@ def umeyama(src: torch.Tensor, dst: torch.Tensor, with_scale: bool = True) -> Tu
 
 def nearest_distances(query: torch.Tensor, ref: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
     """Distance from each ``query [N,3]`` point to its nearest ``ref [M,3]`` point -> ``[N]``."""
-    out = []
-    for start in range(0, query.shape[0], chunk):
+    return mutual_nearest_distances(query, ref, chunk)[0]
+
+
+def mutual_nearest_distances(a: torch.Tensor, b: torch.Tensor,
+                             chunk: int = 2048) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Nearest-neighbour distances both ways, ``a [N,3]`` to ``b [M,3]`` (``[N]``) and ``b`` to ``a``
+    (``[M]``), from one pass over the distance matrix (Chamfer needs both; the matrix is symmetric)."""
+    to_b, to_a = [], []
+    for start in range(0, a.shape[0], chunk):
         # Direct differences, not the |a|^2 + |b|^2 - 2ab matmul trick: that loses small distances.
-        d = torch.cdist(query[start:start + chunk], ref, compute_mode="donot_use_mm_for_euclid_dist")
-        out.append(d.min(dim=1).values)
-    return torch.cat(out) if out else query.new_zeros(0)
+        d = torch.cdist(a[start:start + chunk], b, compute_mode="donot_use_mm_for_euclid_dist")
+        to_b.append(d.amin(dim=1))
+        to_a.append(d.amin(dim=0))
+    if not to_b:
+        return a.new_zeros(0), torch.full((b.shape[0],), float("inf"), dtype=a.dtype)
+    return torch.cat(to_b), torch.stack(to_a).amin(dim=0)
 
 
 def _subsample(points: torch.Tensor, max_points: int, generator: torch.Generator) -> torch.Tensor:
@@ -88,6 +98,6 @@ def point_metrics(pred_points, gt_points, mask, max_points: int = 5000, seed: in
     gen = torch.Generator().manual_seed(seed)
     a = _subsample(aligned, max_points, gen)
     b = _subsample((g - center).float(), max_points, gen)
-    acc = _mean_below(nearest_distances(a, b), max_dist)
-    comp = _mean_below(nearest_distances(b, a), max_dist)
+    to_b, to_a = mutual_nearest_distances(a, b)
+    acc, comp = _mean_below(to_b, max_dist), _mean_below(to_a, max_dist)
     return {prefix + "accuracy": acc, prefix + "completeness": comp, prefix + "chamfer": (acc + comp) / 2}

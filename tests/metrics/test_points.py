@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from qvggt_deploy.metrics.points import nearest_distances, point_metrics, umeyama
+from qvggt_deploy.metrics.points import mutual_nearest_distances, nearest_distances, point_metrics, umeyama
 
 
 def _rotation(axis_angle):
@@ -23,6 +23,14 @@ def test_umeyama_undoes_a_known_similarity():
     assert c == pytest.approx(2.5) and torch.allclose(R_est, R, atol=1e-9)
     assert torch.allclose(t, torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64), atol=1e-9)
     assert torch.det(R_est) == pytest.approx(1.0)
+
+
+def test_mutual_nearest_distances_equal_the_two_one_way_searches():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(300, 3, generator=g), torch.randn(170, 3, generator=g) + 0.5
+    to_b, to_a = mutual_nearest_distances(a, b, chunk=64)  # several chunks, a ragged last one
+    assert torch.equal(to_b, torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").min(1).values)
+    assert torch.equal(to_a, torch.cdist(b, a, compute_mode="donot_use_mm_for_euclid_dist").min(1).values)
 
 
 def test_nearest_distances():
