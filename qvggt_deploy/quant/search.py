@@ -168,7 +168,7 @@ def build_probe(model: nn.Module, module_name: str, mixes_tokens: bool, inputs, 
             weights.append(w)
 
         batches = _batch_scenes(feats, inputs)
-        if len(batches) < len(feats):  # one attention call per layout: same results, fewer small ops
+        if len(batches) < len(feats):  # one attention call per layout: fewer, larger ops
             weights = [torch.cat([weights[i] for i in idx]) for idx, _, _ in batches]
 
         def run() -> List[torch.Tensor]:

@@ -54,8 +54,8 @@ class SceneState:
     pos: Optional[torch.Tensor] = None  # [B*S, N, 2] once past the ViT
     frame_out: Optional[torch.Tensor] = None  # [B, S, N, C] between frame and global block
     outputs: Dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [B, S, N, 2C]
-    dense: Dict[int, Dict[str, torch.Tensor]] = field(default_factory=dict)  # frames -> depth/point predictions
-    # once the aggregator is final
+    # frames scored -> depth/point predictions, kept once the aggregator is final
+    dense: Dict[int, Dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
 class CalibStream:
