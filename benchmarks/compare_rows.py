@@ -48,8 +48,20 @@ def compare(a: dict, b: dict) -> dict:
     fa, fb = a.get("fp16_activations"), b.get("fp16_activations")
     for label, ra, rb in (("fp32", a, b), ("fp16", fa, fb)):
         if ra and rb:
-            out["b_minus_a"][label] = {k: paired(rb["per_scene"], ra["per_scene"], k) for k in PAIRED_METRICS}
+            out["b_minus_a"][label] = {k: _with_means(rb["per_scene"], ra["per_scene"], k) for k in PAIRED_METRICS}
     return out
+
+
+def _with_means(b_scenes, a_scenes, key: str):
+    """``paired(b, a)`` plus each side's mean over the scenes both scored (the rows' own means
+    can be over different scene sets)."""
+    d = paired(b_scenes, a_scenes, key)
+    if d is not None:
+        common = {r["seed"] for r in b_scenes} & {r["seed"] for r in a_scenes}
+        for side, scenes in (("a_mean", a_scenes), ("b_mean", b_scenes)):
+            vals = [r[key] for r in scenes if r["seed"] in common and r.get(key) is not None]
+            d[side] = sum(vals) / len(vals)
+    return d
 
 
 def markdown(c: dict) -> str:
@@ -57,14 +69,12 @@ def markdown(c: dict) -> str:
              f"{c['a']['calib_seconds'] or float('nan'):.0f} s)",
              f"B: `{c['b']['file']}` {c['b']['row']} ({c['b']['avg_bits']:.3f} bits, calibration "
              f"{c['b']['calib_seconds'] or float('nan'):.0f} s)", "",
-             "| activations | metric | A | B | B - A (paired) | n |", "|---|---|---|---|---|---|"]
-    key = {"fp32": "metrics", "fp16": "metrics_fp16_activations"}
+             "| activations | metric | A (paired scenes) | B (paired scenes) | B - A (paired) | n |", "|---|---|---|---|---|---|"]
     for label, diffs in c["b_minus_a"].items():
         for metric, d in diffs.items():
             if d is not None:
-                a_val, b_val = c["a"][key[label]][metric], c["b"][key[label]][metric]
-                lines.append(f"| {label} | {metric} | {a_val:.4f} | {b_val:.4f} | {d['mean']:+.4f} +- {d['se']:.4f} "
-                             f"| {d['n']} |")
+                lines.append(f"| {label} | {metric} | {d['a_mean']:.4f} | {d['b_mean']:.4f} | {d['mean']:+.3g} +- "
+                             f"{d['se']:.2g} | {d['n']} |")
     return "\n".join(lines) + "\n"
 
 

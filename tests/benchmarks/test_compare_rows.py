@@ -28,7 +28,14 @@ def test_pairs_by_seed_and_reports_b_minus_a(tmp_path, capsys):
     assert got["fp32"]["auc@30"]["mean"] == pytest.approx(2.0) and got["fp32"]["auc@30"]["n"] == 3
     assert got["fp32"]["auc@30"]["se"] == pytest.approx(1 / 3 ** 0.5)
     assert got["fp16"]["auc@30"]["mean"] == pytest.approx(1.0)  # (b - 1) - a
-    assert "| fp32 | auc@30 | 20.0000 | 22.0000 | +2.0000" in capsys.readouterr().out
+    assert "| fp32 | auc@30 | 20.0000 | 22.0000 | +2 +- 0.58 | 3 |" in capsys.readouterr().out
+
+
+def test_means_are_over_the_scenes_both_scored(tmp_path):
+    a = _run(tmp_path / "a.json", "r", [10.0, 20.0, 30.0, 40.0])
+    b = _run(tmp_path / "b.json", "r", [11.0, 21.0])  # the first two seeds only
+    got = compare_rows.compare(compare_rows.load_row(a), compare_rows.load_row(b))["b_minus_a"]["fp32"]["auc@30"]
+    assert (got["a_mean"], got["b_mean"], got["mean"], got["n"]) == (15.0, 16.0, 1.0, 2)
 
 
 def test_a_missing_row_is_one_error(tmp_path, capsys):
