@@ -100,7 +100,7 @@ def options_from_args(args):
                    act_calib=args.act_calib, comp_directions=args.comp_directions, max_rows=args.max_rows,
                    seed=args.seed, task_weights=weights,
                    search=TaskSearchOptions(args.grid, clips, args.top_m, args.w_rec, args.w_task, args.task_scenes,
-                                                   args.task_dense_frames))
+                                            args.task_dense_frames))
     for name in ("smooth", "clip_search", "token_filter", "task_search"):
         if getattr(args, f"no_{name}"):
             changes[name] = False
