@@ -1,4 +1,5 @@
-"""Paired comparison of two ablation rows from different runs (e.g. one calibration option changed).
+"""Paired comparison of two ablation rows from different runs (e.g. one calibration option changed),
+or of a row and a ``qvggt eval --json`` report.
 
 ``qvggt ablate`` compares the rows of one run; an option it does not vary (``--task-dense-frames``,
 ``--top-m``) is compared by running the row again into another folder and pairing the two here,
@@ -24,11 +25,16 @@ from qvggt_deploy.quant.ablation_report import PAIRED_METRICS, paired  # noqa: E
 
 
 def load_row(spec: str) -> dict:
-    """``FILE:ROW`` -> the row (its per-scene results included) and where it came from."""
+    """``FILE:ROW`` (a row of an ablation JSON) or ``FILE`` (a ``qvggt eval --json`` report) -> a row
+    with its per-scene results and where it came from."""
     path, sep, name = spec.partition(":")
-    if not sep or not name:
-        raise QvggtError(f"{spec}: expected FILE:ROW, e.g. benchmarks/results/ablation_tiny/ablation.json:w4g128/qvggt")
     result = json.loads(Path(path).read_text())
+    if not sep and "per_scene" in result:  # qvggt eval --json: one model on one set of scenes
+        return {"file": path, "name": Path(path).stem, "avg_bits": None, "metrics": result["mean"],
+                "per_scene": result["per_scene"], "settings": result.get("settings", {})}
+    if not sep or not name:
+        raise QvggtError(f"{spec}: expected FILE:ROW (e.g. benchmarks/results/ablation_tiny/ablation.json:w4g128/qvggt) "
+                         f"or a qvggt eval --json FILE")
     rows = {r["name"]: r for r in result["rows"]}
     if name not in rows:
         raise QvggtError(f"{path} has no row {name}; it has {', '.join(rows)}")
@@ -65,10 +71,13 @@ def _with_means(b_scenes, a_scenes, key: str):
 
 
 def markdown(c: dict) -> str:
-    lines = [f"A: `{c['a']['file']}` {c['a']['row']} ({c['a']['avg_bits']:.3f} bits, calibration "
-             f"{c['a']['calib_seconds'] or float('nan'):.0f} s)",
-             f"B: `{c['b']['file']}` {c['b']['row']} ({c['b']['avg_bits']:.3f} bits, calibration "
-             f"{c['b']['calib_seconds'] or float('nan'):.0f} s)", "",
+    def side(label: str, x: dict) -> str:
+        about = [f"{x['avg_bits']:.3f} bits" if x["avg_bits"] is not None else None,
+                 f"calibration {x['calib_seconds']:.0f} s" if x.get("calib_seconds") is not None else None]
+        about = ", ".join(a for a in about if a)
+        return f"{label}: `{x['file']}` {x['row']}" + (f" ({about})" if about else "")
+
+    lines = [side("A", c["a"]), side("B", c["b"]), "",
              "| activations | metric | A (paired scenes) | B (paired scenes) | B - A (paired) | n |", "|---|---|---|---|---|---|"]
     for label, diffs in c["b_minus_a"].items():
         for metric, d in diffs.items():
@@ -80,8 +89,8 @@ def markdown(c: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("a", help="FILE:ROW, the baseline")
-    parser.add_argument("b", help="FILE:ROW, the row compared with it")
+    parser.add_argument("a", help="FILE:ROW (ablation JSON) or FILE (qvggt eval --json), the baseline")
+    parser.add_argument("b", help="FILE:ROW or FILE, compared with it")
     parser.add_argument("--json", help="write the comparison here")
     args = parser.parse_args(argv)
     try:

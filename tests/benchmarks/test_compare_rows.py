@@ -42,3 +42,14 @@ def test_a_missing_row_is_one_error(tmp_path, capsys):
     a = _run(tmp_path / "a.json", "w4g128/qvggt", [1.0, 2.0])
     assert compare_rows.main([a, f"{tmp_path / 'a.json'}:w4g128/awq"]) == 2
     assert "has no row w4g128/awq" in capsys.readouterr().err
+
+
+def test_an_eval_report_pairs_with_an_ablation_row(tmp_path):
+    a = _run(tmp_path / "a.json", "w4a8g128/awq", [10.0, 20.0, 30.0])
+    report = tmp_path / "filter_only.json"
+    report.write_text(json.dumps({"mean": {"auc@30": 14.0, "abs_rel": 0.2, "chamfer": 0.3},
+                                  "per_scene": [{"seed": 10, "auc@30": 9.0, "abs_rel": 0.2, "chamfer": 0.3},
+                                                {"seed": 11, "auc@30": 19.0, "abs_rel": 0.2, "chamfer": 0.3}]}))
+    got = compare_rows.compare(compare_rows.load_row(a), compare_rows.load_row(str(report)))
+    assert got["b"]["row"] == "filter_only" and got["b_minus_a"]["fp32"]["auc@30"]["mean"] == -1.0
+    assert "B: `" in compare_rows.markdown(got)
