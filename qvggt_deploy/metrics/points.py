@@ -40,11 +40,6 @@ def umeyama(src: torch.Tensor, dst: torch.Tensor, with_scale: bool = True) -> Tu
     return c, R, t
 
 
-def nearest_distances(query: torch.Tensor, ref: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
-    """Distance from each ``query [N,3]`` point to its nearest ``ref [M,3]`` point -> ``[N]``."""
-    return mutual_nearest_distances(query, ref, chunk)[0]
-
-
 def mutual_nearest_distances(a: torch.Tensor, b: torch.Tensor,
                              chunk: int = 2048) -> Tuple[torch.Tensor, torch.Tensor]:
     """Nearest-neighbour distances both ways, ``a [N,3]`` to ``b [M,3]`` (``[N]``) and ``b`` to ``a``

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from qvggt_deploy.metrics.points import mutual_nearest_distances, nearest_distances, point_metrics, umeyama
+from qvggt_deploy.metrics.points import mutual_nearest_distances, point_metrics, umeyama
 
 
 def _rotation(axis_angle):
@@ -34,7 +34,7 @@ def test_mutual_nearest_distances_equal_the_two_one_way_searches():
 
 
 def test_nearest_distances():
-    d = nearest_distances(torch.zeros(1, 3), torch.tensor([[3.0, 4.0, 0.0], [1.0, 0.0, 0.0]]))
+    d, _ = mutual_nearest_distances(torch.zeros(1, 3), torch.tensor([[3.0, 4.0, 0.0], [1.0, 0.0, 0.0]]))
     assert d.tolist() == [1.0]
 
 
