@@ -49,10 +49,11 @@ class Ablate(Command):
     def run(self, args: argparse.Namespace) -> int:
         from qvggt_deploy.backends.limits import check_calibration_fits
         from qvggt_deploy.quant.ablation_run import ablate_to, check_ablation_output
+        from qvggt_deploy.quant.calibrate import DEFAULT_METHOD
 
         switches = ("no_smooth", "no_clip_search", "no_token_filter", "no_task_search")
         fixed = [f"--{k.replace('_', '-')}" for k in switches if getattr(args, k)]
-        fixed += ["--method"] if args.method != "qvggt" else []
+        fixed += ["--method"] if args.method != DEFAULT_METHOD else []
         fixed += ["--abits"] if args.abits else []
         fixed += ["--wbits"] if args.wbits != 4 else []
         if fixed:

@@ -41,13 +41,14 @@ def load_calib_scenes(args, model, device) -> Tuple[List, str]:
     return calibration_scenes(model, calib_data(args), device, getattr(args, "group", None), check_calibration_fits)
 
 
-def add_method_args(parser: argparse.ArgumentParser, method_default: str = "qvggt") -> None:
-    from qvggt_deploy.quant.calibrate import METHODS
+def add_method_args(parser: argparse.ArgumentParser) -> None:
+    from qvggt_deploy.quant.calibrate import DEFAULT_METHOD, METHODS
 
     group = parser.add_argument_group("method")
-    group.add_argument("--method", default=method_default, choices=METHODS,
+    group.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS,
                        help=f"rtn (round to nearest), awq (scale + clip search), qvggt (awq + token filtering "
-                            f"with compensation + task-aware search). Defaults to {method_default}.")
+                            f"with compensation + task-aware search; measured no better than awq on the "
+                            f"embedded model, docs/method.md#results). Defaults to {DEFAULT_METHOD}.")
     group.add_argument("--wbits", type=int, default=4, choices=[4, 8], help="weight bits. Defaults to 4.")
     group.add_argument("--abits", type=int, default=None, choices=[8],
                        help="activation bits (W4A8/W8A8). Defaults to none (weight-only).")

@@ -22,11 +22,13 @@ class Demo(Command):
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        from qvggt_deploy.quant.calibrate import DEFAULT_METHOD, METHODS
+
         add_out_arg(parser, "workdir", "the report (README.md, demo.json, figures, recipes, ONNX files)",
                     extra="an existing folder only if it is empty or an earlier demo's (it holds demo.json)")
         add_preset_arg(parser)
-        parser.add_argument("--method", default="qvggt", choices=["qvggt", "awq", "rtn"],
-                            help="calibration method. Defaults to qvggt.")
+        parser.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS,
+                            help=f"calibration method (see qvggt calibrate --help). Defaults to {DEFAULT_METHOD}.")
         parser.add_argument("--calib-scenes", type=positive_int, default=4, help="generated calibration scenes. Defaults to 4.")
         parser.add_argument("--frames", type=positive_int, default=4, help="frames per scene. Defaults to 4.")
         parser.add_argument("--group", type=positive_int, default=32, help="INT4 group size. Defaults to 32.")

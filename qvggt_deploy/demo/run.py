@@ -1,4 +1,4 @@
-"""The demo's stages, each a library call: sensitivity, calibration (QVGGT W4A16 and a mixed plan),
+"""The demo's stages, each a library call: sensitivity, calibration (W4A16 and a mixed plan),
 exports, lint, check, bench and figures, into one report folder (:mod:`.report`)."""
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Callable, Dict, Optional, Tuple
 from qvggt_deploy.demo.pipeline import Pipeline, Stage, fresh
 from qvggt_deploy.errors import QvggtError
 from qvggt_deploy.log import get_logger
+from qvggt_deploy.quant.calibrate import DEFAULT_METHOD
 
 logger = get_logger(__name__)
 
@@ -20,7 +21,7 @@ MIXED_OPTIONS = ("fp16", "w4a16")
 @dataclass(frozen=True)
 class DemoOptions:
     preset: str = "tiny"
-    method: str = "qvggt"
+    method: str = DEFAULT_METHOD
     calib_scenes: int = 4
     frames: int = 4
     group: int = 32

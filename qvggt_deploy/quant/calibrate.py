@@ -49,6 +49,10 @@ from qvggt_deploy.quant.workstore import WorkStore
 logger = get_logger(__name__)
 
 METHODS = ("rtn", "awq", "qvggt")
+# What `qvggt calibrate` and `qvggt demo` run unless told: AWQ, because the ablation at equal bits
+# (docs/method.md, Results) measured no gain from QVGGT's token filter, compensation rows or task
+# search in any setting, and a loss at pure W3A16 and W4A8; `--method qvggt` runs them all.
+DEFAULT_METHOD = "awq"
 _METHOD_SWITCHES = {
     "rtn": dict(smooth=False, clip_search=False, token_filter=False, task_search=False),
     "awq": dict(token_filter=False, task_search=False),

@@ -37,6 +37,24 @@ def test_demo_calibrates_with_the_defaults_of_qvggt_calibrate(method):
     assert calib_data(args) == CalibData(synthetic=4, frames=4)
 
 
+def test_demo_and_calibrate_default_to_the_same_method():
+    """Both default to the method the ablation supports (DEFAULT_METHOD), and it is not qvggt,
+    whose additions measured no gain at equal bits (docs/method.md, Results)."""
+    import argparse
+
+    from qvggt_deploy.cli.calibrate import Calibrate
+    from qvggt_deploy.cli.demo import Demo
+    from qvggt_deploy.demo.run import DemoOptions
+    from qvggt_deploy.quant.calibrate import DEFAULT_METHOD
+
+    defaults = []
+    for command in (Calibrate(), Demo()):
+        parser = argparse.ArgumentParser()
+        command.add_arguments(parser)
+        defaults.append(parser.get_default("method"))
+    assert defaults == [DEFAULT_METHOD, DEFAULT_METHOD] and DemoOptions().method == DEFAULT_METHOD == "awq"
+
+
 def test_the_demo_works_only_in_its_own_folder(tmp_path):
     from qvggt_deploy.demo.run import check_demo_folder
 
