@@ -72,6 +72,9 @@ def add_method_args(parser: argparse.ArgumentParser) -> None:
     sw.add_argument("--top-m", type=nonneg_int, default=1,
                     help="candidates per group re-scored on the heads, besides RTN (0 = reconstruction only). "
                          "Defaults to 1.")
+    sw.add_argument("--no-rtn-finalist", action="store_true",
+                    help="RTN only normalises the task term and cannot be picked (the heads choose among the "
+                         "--top-m best by reconstruction)")
     sw.add_argument("--task-scenes", type=positive_int, default=1,
                     help="calibration scenes the heads are run on in the task-aware search. Defaults to 1.")
     sw.add_argument("--task-dense-frames", type=nonneg_int, default=2,
@@ -101,7 +104,7 @@ def options_from_args(args):
                    act_calib=args.act_calib, comp_directions=args.comp_directions, max_rows=args.max_rows,
                    seed=args.seed, task_weights=weights,
                    search=TaskSearchOptions(args.grid, clips, args.top_m, args.w_rec, args.w_task, args.task_scenes,
-                                            args.task_dense_frames))
+                                            args.task_dense_frames, rtn_finalist=not args.no_rtn_finalist))
     for name in ("smooth", "clip_search", "token_filter", "task_search"):
         if getattr(args, f"no_{name}"):
             changes[name] = False

@@ -5,7 +5,8 @@ For one scale group (block-wise, sequentially, so only one block's inputs are he
 1. every candidate ``(a, c)`` (smoothing exponent x layer clip ratio, by default ``c = 1`` only)
    gets its reconstruction error ``rec`` on the probe (the inspected module's output MSE, token
    rule applied);
-2. the ``top_m`` best by ``rec``, plus ``(0, 1)`` = RTN as the yardstick, get the per-group clip
+2. the ``top_m`` best by ``rec``, plus ``(0, 1)`` = RTN as the yardstick (and, unless
+   ``rtn_finalist`` is off, as a finalist), get the per-group clip
    search (so they are what would be deployed), are installed one at a time and the rest of the
    model (later blocks + heads, from the stream's cached state) is run on the calibration
    scenes: ``dtask`` is the task loss (:mod:`~qvggt_deploy.quant.objective`:
@@ -51,6 +52,10 @@ class TaskSearchOptions:
     w_task: float = 1.0
     scenes: int = 1
     dense_frames: int = 2
+    # Whether RTN may win the pick. Scored on one task scene it won 39 of 71 groups at W3A16 and 28
+    # at W4A8 (reconstruction alone picks a = 0 for 4-5), and those rows score below AWQ; off, RTN
+    # only normalises dtask (docs/method.md, Results).
+    rtn_finalist: bool = True
 
 
 @dataclass(eq=False)  # identity comparison (holds a tensor)
@@ -105,16 +110,19 @@ def search_group(model: nn.Module, probe: Probe, layer: str, spec: UnitSpec, opt
     ranked = sorted(cands, key=lambda c: c.rec)
     heads = task is not None and opts.top_m > 0 and task_float is not None
     top = ranked[:opts.top_m if heads else 1]
-    finalists = top + ([rtn] if not any(c is rtn for c in top) else [])
+    yardstick = [] if any(c is rtn for c in top) else [rtn]
+    finalists = top + (yardstick if opts.rtn_finalist or not heads else [])
+    heads = heads and len(finalists) > 1  # one finalist: the heads cannot change the pick
+    scored = finalists + ([rtn] if heads and not any(c is rtn for c in finalists) else [])
     if refine is not None:
         with phases("clip search"):
-            for c in finalists:
+            for c in scored:
                 c.ratios = refine(c.s, c.clip)  # ratios inside the candidate's layer clip
                 c.rec = trial_error(model, probe, layer, spec, c.s, c.effective_clip)
-    if not heads or len(finalists) == 1:  # one finalist (the best is RTN): the heads cannot change the pick
+    if not heads:
         return min(finalists, key=lambda c: c.rec), finalists
     with phases("finalist scoring"):
-        for c in finalists:
+        for c in scored:
             _, loss = trial_error(model, probe, layer, spec, c.s, c.effective_clip, task=task)
             c.dtask = loss - task_float
     return score_finalists(finalists, rtn, opts), finalists

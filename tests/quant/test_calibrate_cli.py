@@ -57,3 +57,16 @@ def test_mixed_precision_budget(tmp_path):
 def test_bad_options_exit_1(tmp_path):
     assert main(["calibrate", *FAST, "--method", "rtn", "--avg-bits", "0.5", "--out", str(tmp_path / "x")]) == 1
     assert main(["calibrate", *FAST, "--clips", "1.5", "--out", str(tmp_path / "y")]) == 1
+
+
+def test_no_rtn_finalist_reaches_the_search_options():
+    import argparse
+
+    from qvggt_deploy.cli.calib_args import add_calib_data_args, add_method_args, options_from_args
+
+    parser = argparse.ArgumentParser()
+    add_method_args(parser)
+    add_calib_data_args(parser)
+    given = options_from_args(parser.parse_args(["--method", "qvggt", "--no-rtn-finalist"]))
+    assert given.search.rtn_finalist is False and given.to_json()["search"]["rtn_finalist"] is False
+    assert options_from_args(parser.parse_args(["--method", "qvggt"])).search.rtn_finalist is True

@@ -92,3 +92,30 @@ def test_reconstruction_weight_can_overrule_the_heads(setup):
     pick, finalists = search_group(model, probe, "lin", UnitSpec("w4a16", 16), opts,
                                    task=_task(model, factors, fp, refs, TaskWeights()), task_float=0.0)
     assert pick is min(finalists, key=lambda c: c.rec)
+
+
+
+@pytest.mark.parametrize("rtn_finalist", [True, False])
+def test_rtn_wins_only_while_it_is_a_finalist(monkeypatch, rtn_finalist):
+    """Heads that favour RTN (a = 0) pick it only while it is a finalist; off, it is still run on
+    the heads, because every finalist's task term is relative to RTN's."""
+    torch.manual_seed(0)
+    model = _Toy()
+    scale = torch.ones(32)
+    scale[:4] = 30.0  # salient channels: smoothing lowers the reconstruction error, as in AWQ
+    x = torch.randn(256, 32) * scale
+    probe = Probe(run=lambda: [model.lin(x)], weights=[torch.ones(256)], rows=x, row_weights=torch.ones(256))
+    probe.ref = probe.run()
+    factors = {a: smoothing_factors(weighted_abs_mean(x, torch.ones(256)), a) for a in EXPONENTS}
+    fp = {"pose_enc": torch.zeros(1, 2, 9), "depth": torch.ones(1, 2, 4, 4, 1)}
+    monkeypatch.setitem(PLANTED, 0.0, (0.0005, 0.0005))  # RTN is best on the heads
+    opts = TaskSearchOptions(grid=len(EXPONENTS), top_m=2, w_rec=0.0, rtn_finalist=rtn_finalist)
+    pick, finalists = search_group(model, probe, "lin", UnitSpec("w4a16", 16), opts,
+                                   task=_task(model, factors, fp, reference([fp]), TaskWeights()), task_float=0.0)
+    top = finalists[:2]
+    assert all(c.a > 0 for c in top) and all(c.dtask is not None for c in finalists)
+    if rtn_finalist:
+        assert len(finalists) == 3 and pick.a == 0.0
+    else:
+        assert len(finalists) == 2 and pick in top
+        assert pick.score == pytest.approx(pick.dtask / 0.001, rel=1e-3)  # relative to RTN's dtask
