@@ -134,8 +134,8 @@ def test_calibrate_stats_cli_writes_and_refuses(tmp_path, capsys, caplog, monkey
     def said() -> str:
         return capsys.readouterr().err + caplog.text
 
-    args = ["calibrate", "--preset", "micro", "--synthetic", "2", "--frames", "2", "--image-size", "56",
-            "--threads", "1"]
+    args = ["calibrate", "--preset", "micro", "--method", "qvggt", "--synthetic", "2", "--frames", "2",
+            "--image-size", "56", "--threads", "1"]  # qvggt: the token rule's statistics (comp keys)
     assert main(args) == 2  # usage errors: one of --out and --stats, not both
     assert "--out" in said()
     assert main([*args, "--stats", str(tmp_path / "s.safetensors"), "--out", str(tmp_path / "r")]) == 2
