@@ -52,9 +52,9 @@ class TaskSearchOptions:
     w_task: float = 1.0
     scenes: int = 1
     dense_frames: int = 2
-    # Whether RTN may win the pick. Scored on one task scene it won 39 of 71 groups at W3A16 and 28
-    # at W4A8 (reconstruction alone picks a = 0 for 4-5), and those rows score below AWQ; off, RTN
-    # only normalises dtask (docs/method.md, Results).
+    # Whether RTN may win the pick. Scored on one task scene it won 28-39 of 71 groups at W4A8 and
+    # W3A16, where reconstruction alone picks a = 0 for 4-5; off, RTN only normalises dtask and the
+    # pick stays among the top_m (docs/method.md, Results).
     rtn_finalist: bool = True
 
 

@@ -94,7 +94,6 @@ def test_reconstruction_weight_can_overrule_the_heads(setup):
     assert pick is min(finalists, key=lambda c: c.rec)
 
 
-
 @pytest.mark.parametrize("rtn_finalist", [True, False])
 def test_rtn_wins_only_while_it_is_a_finalist(monkeypatch, rtn_finalist):
     """Heads that favour RTN (a = 0) pick it only while it is a finalist; off, it is still run on
