@@ -22,19 +22,21 @@ class Demo(Command):
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from qvggt_deploy.quant.calibrate import DEFAULT_METHOD, METHODS
+        from qvggt_deploy.demo.run import DemoOptions
+        from qvggt_deploy.quant.calibrate import METHODS
 
         add_out_arg(parser, "workdir", "the report (README.md, demo.json, figures, recipes, ONNX files)",
                     extra="an existing folder only if it is empty or an earlier demo's (it holds demo.json)")
         add_preset_arg(parser)
-        parser.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS,
-                            help=f"calibration method (see qvggt calibrate --help). Defaults to {DEFAULT_METHOD}.")
+        parser.add_argument("--method", default=DemoOptions.method, choices=METHODS,
+                            help=f"calibration method (see qvggt calibrate --help). Defaults to {DemoOptions.method}.")
         parser.add_argument("--calib-scenes", type=positive_int, default=4, help="generated calibration scenes. Defaults to 4.")
         parser.add_argument("--frames", type=positive_int, default=4, help="frames per scene. Defaults to 4.")
         parser.add_argument("--group", type=positive_int, default=32, help="INT4 group size. Defaults to 32.")
         parser.add_argument("--avg-bits", type=positive_float, default=5.0,
                             help="bit budget of the mixed-precision plan. Defaults to 5.")
-        parser.add_argument("--check-scenes", type=positive_int, default=2, help="held-out scenes for check. Defaults to 2.")
+        parser.add_argument("--check-scenes", type=positive_int, default=DemoOptions.check_scenes,
+                            help=f"held-out scenes for check. Defaults to {DemoOptions.check_scenes}.")
         parser.add_argument("--bench-runs", type=positive_int, default=3, help="timed runs per variant. Defaults to 3.")
         add_threads_arg(parser, "torch and ONNX Runtime")
         parser.add_argument("--quick", action="store_true", help="minimal settings (tests): 1 scene, 2 frames, RTN")
