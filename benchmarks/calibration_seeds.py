@@ -19,31 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import List
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from compare_rows import load_row  # noqa: E402
+from compare_rows import load_row, paired_with_means  # noqa: E402
 
 from qvggt_deploy.errors import QvggtError  # noqa: E402
-from qvggt_deploy.quant.ablation_report import paired  # noqa: E402
-
-
-def _mean_se(values: Sequence[float]) -> Dict[str, float]:
-    n = len(values)
-    mean = sum(values) / n
-    se = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n) if n > 1 else float("nan")
-    return {"mean": mean, "se": se, "n": n}
-
-
-def _scene_mean(row: dict, key: str, seeds: set) -> float:
-    vals = [r[key] for r in row["per_scene"] if r["seed"] in seeds and r.get(key) is not None]
-    return sum(vals) / len(vals)
+from qvggt_deploy.quant.ablation_report import mean_se  # noqa: E402
 
 
 def across_seeds(a_rows: List[dict], b_rows: List[dict], key: str = "auc@30") -> dict:
@@ -57,16 +44,15 @@ def across_seeds(a_rows: List[dict], b_rows: List[dict], key: str = "auc@30") ->
         raise QvggtError("the runs share fewer than two evaluation scenes")
     per_seed = []
     for a, b in zip(a_rows, b_rows):
-        d = paired([r for r in b["per_scene"] if r["seed"] in common],
-                   [r for r in a["per_scene"] if r["seed"] in common], key)
-        per_seed.append({"a_mean": _scene_mean(a, key, common), "b_mean": _scene_mean(b, key, common), "b_minus_a": d})
-    spread = {side: _mean_se([_scene_mean(r, key, common) for r in rows])
-              for side, rows in (("a", a_rows), ("b", b_rows))}
-    for side in spread:
+        d = paired_with_means([r for r in b["per_scene"] if r["seed"] in common],
+                              [r for r in a["per_scene"] if r["seed"] in common], key)
+        per_seed.append({"a_mean": d.pop("a_mean"), "b_mean": d.pop("b_mean"), "b_minus_a": d})
+    spread = {}
+    for side in ("a", "b"):
         means = [s[f"{side}_mean"] for s in per_seed]
-        spread[side]["range"] = max(means) - min(means)
+        spread[side] = {**mean_se(means), "range": max(means) - min(means)}
     return {"metric": key, "scenes": len(common), "per_seed": per_seed,
-            "b_minus_a_over_seeds": _mean_se([s["b_minus_a"]["mean"] for s in per_seed]), "spread": spread}
+            "b_minus_a_over_seeds": mean_se([s["b_minus_a"]["mean"] for s in per_seed]), "spread": spread}
 
 
 def markdown(result: dict, a_label: str = "A", b_label: str = "B") -> str:

@@ -54,11 +54,11 @@ def compare(a: dict, b: dict) -> dict:
     fa, fb = a.get("fp16_activations"), b.get("fp16_activations")
     for label, ra, rb in (("fp32", a, b), ("fp16", fa, fb)):
         if ra and rb:
-            out["b_minus_a"][label] = {k: _with_means(rb["per_scene"], ra["per_scene"], k) for k in PAIRED_METRICS}
+            out["b_minus_a"][label] = {k: paired_with_means(rb["per_scene"], ra["per_scene"], k) for k in PAIRED_METRICS}
     return out
 
 
-def _with_means(b_scenes, a_scenes, key: str):
+def paired_with_means(b_scenes, a_scenes, key: str):
     """``paired(b, a)`` plus each side's mean over the scenes both scored (the rows' own means
     can be over different scene sets)."""
     d = paired(b_scenes, a_scenes, key)

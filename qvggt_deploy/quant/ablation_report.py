@@ -42,11 +42,15 @@ def paired(rows: Sequence[Dict], refs: Sequence[Dict], key: str) -> Optional[Dic
         a, b = r.get(key), by_seed.get(r.get("seed"))
         if a is not None and b is not None and not (math.isnan(a) or math.isnan(b)):
             d.append(a - b)
-    if len(d) < 2:
-        return None
-    mean = sum(d) / len(d)
-    se = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d))
-    return {"mean": mean, "se": se, "n": len(d), "lo": mean - 2 * se, "hi": mean + 2 * se}
+    return mean_se(d) if len(d) >= 2 else None
+
+
+def mean_se(values: Sequence[float]) -> Dict[str, float]:
+    """Mean, its standard error (NaN for one value) and the mean +- 2 SE interval."""
+    n = len(values)
+    mean = sum(values) / n
+    se = math.sqrt(sum((x - mean) ** 2 for x in values) / (n - 1) / n) if n > 1 else float("nan")
+    return {"mean": mean, "se": se, "n": n, "lo": mean - 2 * se, "hi": mean + 2 * se}
 
 
 def equal_bits(a: Dict, b: Dict) -> bool:
