@@ -113,7 +113,7 @@ def search_group(model: nn.Module, probe: Probe, layer: str, spec: UnitSpec, opt
     yardstick = [] if any(c is rtn for c in top) else [rtn]
     finalists = top + (yardstick if opts.rtn_finalist or not heads else [])
     heads = heads and len(finalists) > 1  # one finalist: the heads cannot change the pick
-    scored = finalists + ([rtn] if heads and not any(c is rtn for c in finalists) else [])
+    scored = top + yardstick if heads else finalists  # on the heads, RTN is scored as the yardstick
     if refine is not None:
         with phases("clip search"):
             for c in scored:
