@@ -12,11 +12,15 @@ Three steps, each resumable or cheap once the first has run:
   features hold the rotation and the head does not compose it; the centre error against the
   distance between cameras says whether translation directions can be composed at all.
 - ``refit``: train the camera head alone on the cached tokens (the rest of the model frozen) and
-  report held-out pair errors: can a better head alone fix the camera?
+  report held-out pair errors: can a better head alone fix the camera? ``--direction-weight`` and
+  ``--rotation-weight`` add the pairwise camera terms of ``qvggt train``; ``--save`` writes the
+  model with the refitted head (a starting point for ``qvggt train --init-from``).
 
     python benchmarks/camera_features.py cache --dir runs/camfeat --train 1300 --heldout 64
     python benchmarks/camera_features.py probe --dir runs/camfeat --json docs/training/camera_features.json
     python benchmarks/camera_features.py refit --dir runs/camfeat --json docs/training/camera_features.json
+    python benchmarks/camera_features.py refit --dir runs/camfeat --direction-weight 1 \
+        --save runs/refit_d1.safetensors --json docs/training/camera_features.json --key refit_direction
 """
 from __future__ import annotations
 
@@ -33,9 +37,10 @@ import torch
 from qvggt_deploy.data.synthetic import SceneConfig, generate_scene
 from qvggt_deploy.geometry import pose_encoding_to_extri_intri
 from qvggt_deploy.metrics.camera import auc, pair_indices, relative_pose_errors, rotation_angle_error
-from qvggt_deploy.model.checkpoint import load_model
+from qvggt_deploy.model.checkpoint import load_model, save_checkpoint
 from qvggt_deploy.train.data import scene_seed
-from qvggt_deploy.train.losses import camera_loss, normalize_ground_truth
+from qvggt_deploy.train.losses import (camera_loss, normalize_ground_truth, relative_rotation_loss,
+                                       translation_direction_loss)
 
 SHARD = 25
 TRAIN_RUN_SEED = 77
@@ -142,8 +147,11 @@ def pair_errors(head, held) -> dict:
             "rte_mean_deg": float(T.mean()), "rte_median_deg": float(T.median()), "auc30": 100 * auc(R, T)}
 
 
-def refit(train, held, shipped, steps: int, batch: int, lr: float, seed: int = 0) -> dict:
-    """Continue training the shipped camera head alone (same loss as ``qvggt train``)."""
+def refit(train, held, shipped, steps: int, batch: int, lr: float, seed: int = 0,
+          direction_weight: float = 0.0, rotation_weight: float = 0.0) -> dict:
+    """Continue training the shipped camera head alone (same loss as ``qvggt train``, plus
+    ``direction_weight`` times the pairwise translation-direction loss and ``rotation_weight``
+    times the pairwise relative-rotation loss)."""
     torch.manual_seed(seed)
     head = copy.deepcopy(shipped).train()
     decay = [p for p in head.parameters() if p.ndim >= 2]
@@ -157,7 +165,12 @@ def refit(train, held, shipped, steps: int, batch: int, lr: float, seed: int = 0
         for group in opt.param_groups:
             group["lr"] = lr * scale
         idx = torch.randint(0, len(train["tokens"]), (batch,), generator=gen)
-        loss = camera_loss(head([train["tokens"][idx][:, :, None]]), train["pose_enc"][idx])["loss_camera"]
+        pred = head([train["tokens"][idx][:, :, None]])
+        loss = camera_loss(pred, train["pose_enc"][idx])["loss_camera"]
+        if direction_weight:
+            loss = loss + direction_weight * translation_direction_loss(pred[-1], train["pose_enc"][idx])
+        if rotation_weight:
+            loss = loss + rotation_weight * relative_rotation_loss(pred[-1], train["pose_enc"][idx])
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
@@ -166,8 +179,10 @@ def refit(train, held, shipped, steps: int, batch: int, lr: float, seed: int = 0
             curve.append({"step": step, "loss": float(loss.detach()), **pair_errors(head, held)})
             head.train()
             print(json.dumps(curve[-1]), flush=True)
-    return {"steps": steps, "batch": batch, "lr": lr, "train_scenes": len(train["tokens"]),
-            "seconds": round(time.time() - t0), "curve": curve}
+    result = {"steps": steps, "batch": batch, "lr": lr, "direction_weight": direction_weight,
+              "rotation_weight": rotation_weight, "train_scenes": len(train["tokens"]),
+              "seconds": round(time.time() - t0), "curve": curve}
+    return result, head.eval()
 
 
 def _update_json(path: Path, key: str, value) -> None:
@@ -188,6 +203,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--direction-weight", type=float, default=0.0,
+                   help="refit: weight of the pairwise translation-direction loss (default 0: off)")
+    p.add_argument("--rotation-weight", type=float, default=0.0,
+                   help="refit: weight of the pairwise relative-rotation loss (default 0: off)")
+    p.add_argument("--save", type=Path, default=None,
+                   help="refit: write the embedded model with the refitted camera head here (.safetensors)")
+    p.add_argument("--key", default=None, help="key of the result in --json (default: the step's name)")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -200,10 +222,15 @@ def main() -> None:
     if a.step == "probe":
         result = {**probe(train, held), "camera_head": pair_errors(copy.deepcopy(model.camera_head), held)}
     else:
-        result = refit(train, held, model.camera_head, a.steps, a.batch, a.lr)
+        result, head = refit(train, held, model.camera_head, a.steps, a.batch, a.lr,
+                             direction_weight=a.direction_weight, rotation_weight=a.rotation_weight)
+        if a.save:
+            model.camera_head.load_state_dict(head.state_dict())
+            save_checkpoint(model, a.save, metadata={"preset": "tiny", "refit": json.dumps(
+                {k: v for k, v in result.items() if k != "curve"})})
     print(json.dumps(result, indent=2))
     if a.json:
-        _update_json(a.json, a.step, {"heldout_scenes": len(held["tokens"]), **result})
+        _update_json(a.json, a.key or a.step, {"heldout_scenes": len(held["tokens"]), **result})
 
 
 if __name__ == "__main__":

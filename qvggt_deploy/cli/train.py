@@ -44,6 +44,14 @@ class Train(Command):
         parser.add_argument("--weight-abs-pose", type=float, default=d.weight_abs_pose,
                             help="weight of the training-only absolute-pose probe on the camera tokens "
                                  f"(generated scenes know each frame's pose in the room). Defaults to {d.weight_abs_pose} (off).")
+        parser.add_argument("--weight-translation-direction", type=float, default=d.weight_translation_direction,
+                            help="weight of the pairwise translation-direction term (1 - |cos| between predicted "
+                                 "and true relative translations, what the official RTE scores). Defaults to "
+                                 f"{d.weight_translation_direction} (off).")
+        parser.add_argument("--weight-relative-rotation", type=float, default=d.weight_relative_rotation,
+                            help="weight of the pairwise relative-rotation term (sin^2 of half the angle between "
+                                 "predicted and true relative rotations of every frame pair). Defaults to "
+                                 f"{d.weight_relative_rotation} (off).")
         parser.add_argument("--weight-track", type=float, default=d.weight_track,
                             help="weight of the track-head loss on ground-truth tracks from the generated scenes "
                                  f"(correspondence supervision; builds the model with its track head). Defaults to "
@@ -82,6 +90,8 @@ class Train(Command):
                           snapshot_every=args.snapshot_every, init_from=args.init_from,
                           weight_camera=args.weight_camera, weight_depth=args.weight_depth,
                           weight_point=args.weight_point, weight_abs_pose=args.weight_abs_pose,
+                          weight_translation_direction=args.weight_translation_direction,
+                          weight_relative_rotation=args.weight_relative_rotation,
                           weight_track=args.weight_track, track_points=args.track_points,
                           weight_attn_match=args.weight_attn_match, attn_match_per_frame=args.attn_match_per_frame,
                           probe_every=args.probe_every, dense_frames=args.dense_frames)

@@ -33,7 +33,8 @@ from qvggt_deploy.log import get_logger, progress
 from qvggt_deploy.model import build_model, get_preset, load_checkpoint, save_checkpoint
 from qvggt_deploy.train.attention_match import GlobalAttentionInputs, attention_match_loss
 from qvggt_deploy.train.data import get_curriculum, make_batch, phase_at
-from qvggt_deploy.train.losses import normalize_ground_truth, vggt_loss
+from qvggt_deploy.train.losses import (normalize_ground_truth, relative_rotation_loss, translation_direction_loss,
+                                       vggt_loss)
 from qvggt_deploy.train.pose_probe import AbsolutePoseProbe, CameraTokenTap, absolute_pose_loss, camera_go_no_go
 from qvggt_deploy.train.tracks import query_tracks, track_loss
 
@@ -52,7 +53,10 @@ class TrainConfig:
     (:func:`~qvggt_deploy.train.attention_match.attention_match_loss`).
     ``init_from`` starts from existing weights (a second stage: fresh optimizer and schedule);
     ``weight_*`` scale the three losses (VGGT: camera 5, depth 1, points 1); ``weight_abs_pose``
-    > 0 adds the training-only absolute-pose probe (:mod:`qvggt_deploy.train.pose_probe`).
+    > 0 adds the training-only absolute-pose probe (:mod:`qvggt_deploy.train.pose_probe`);
+    ``weight_translation_direction`` and ``weight_relative_rotation`` > 0 add the pairwise camera
+    terms (:func:`~qvggt_deploy.train.losses.translation_direction_loss`,
+    :func:`~qvggt_deploy.train.losses.relative_rotation_loss`) on the last camera iteration.
     ``probe_every`` > 0 logs the held-out camera go/no-go figures every that many steps.
     ``dense_frames`` > 0 runs the depth and point heads (three quarters of a step's time) on that
     many randomly chosen frames per step instead of all; the camera sees every frame.
@@ -75,6 +79,8 @@ class TrainConfig:
     weight_depth: float = 1.0
     weight_point: float = 1.0
     weight_abs_pose: float = 0.0
+    weight_translation_direction: float = 0.0
+    weight_relative_rotation: float = 0.0
     init_from: Optional[str] = None
     probe_every: int = 0
     dense_frames: int = 0
@@ -259,6 +265,14 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
             pred, gt = forward_for_training(model, batch["images"], gt, cfg.dense_frames,
                                             None if tracks is None else tracks["query_points"])
             losses = vggt_loss(pred, gt, cfg.weight_camera, cfg.weight_depth, cfg.weight_point)
+            if cfg.weight_translation_direction > 0:
+                direction = translation_direction_loss(pred["pose_enc_list"][-1], gt["pose_enc"])
+                losses["loss"] = losses["loss"] + cfg.weight_translation_direction * direction
+                losses["loss_t_dir"] = direction.detach()
+            if cfg.weight_relative_rotation > 0:
+                rotation = relative_rotation_loss(pred["pose_enc_list"][-1], gt["pose_enc"])
+                losses["loss"] = losses["loss"] + cfg.weight_relative_rotation * rotation
+                losses["loss_rel_rot"] = rotation.detach()
             if tracks is not None:
                 track = track_loss(pred["track_list"], pred["vis"], tracks["tracks"], tracks["visible"],
                                    batch["images"].shape[-1])

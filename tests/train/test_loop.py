@@ -98,3 +98,14 @@ def test_second_stage_starts_from_a_state_with_its_probe(tmp_path):
     for (name, p), q in zip(first.state_dict().items(), model.state_dict().values()):
         assert torch.equal(p, q), name
     assert torch.equal(probe.proj.weight, state["probe"]["proj.weight"])
+
+
+def test_pair_camera_terms_are_logged_and_change_the_update(tmp_path):
+    weighted = TrainConfig(**{**CFG.__dict__, "weight_translation_direction": 5.0, "weight_relative_rotation": 50.0})
+    with_terms = train(weighted, tmp_path / "a")
+    without = train(CFG, tmp_path / "b")
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert all(r["loss_t_dir"] > 0 and r["loss_rel_rot"] > 0 for r in log)
+    head = "camera_head."
+    assert any(not torch.equal(p, q) for (name, p), q in zip(with_terms.state_dict().items(), without.state_dict().values())
+               if name.startswith(head))

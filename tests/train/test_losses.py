@@ -2,7 +2,10 @@ import pytest
 import torch
 
 from qvggt_deploy.train.data import get_curriculum, make_batch
-from qvggt_deploy.train.losses import camera_loss, confidence_regression_loss, normalize_ground_truth, vggt_loss
+from qvggt_deploy.geometry import pose_encoding_to_extri_intri
+from qvggt_deploy.metrics.camera import relative_pose_errors
+from qvggt_deploy.train.losses import (camera_loss, confidence_regression_loss, normalize_ground_truth,
+                                       relative_rotation_loss, translation_direction_loss, vggt_loss)
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +49,47 @@ def test_camera_loss_weights_later_iterations_more():
     early_wrong = camera_loss([off, gt], gt)["loss_camera"]
     late_wrong = camera_loss([gt, off], gt)["loss_camera"]
     assert late_wrong > early_wrong > 0
+
+
+def test_translation_direction_loss_scores_the_axis_only(gt):
+    true = gt["pose_enc"]
+    assert float(translation_direction_loss(true, true)) == pytest.approx(0.0, abs=1e-6)
+    # Every translation scaled (even by a negative factor) keeps each pair's axis: still zero.
+    flipped = true.clone()
+    flipped[..., :3] *= -3.0
+    assert float(translation_direction_loss(flipped, true)) == pytest.approx(0.0, abs=1e-6)
+    # A wrong prediction: the loss is 1 - cos of the official RTE of every pair, averaged.
+    wrong = true.clone()
+    wrong[..., :3] += torch.tensor([0.3, -0.2, 0.1])[None, None] * torch.arange(true.shape[1])[None, :, None]
+    wrong.requires_grad_(True)
+    loss = translation_direction_loss(wrong, true)
+    size = (56, 56)
+    rte = torch.cat([relative_pose_errors(pose_encoding_to_extri_intri(wrong[b].detach(), size)[0],
+                                          pose_encoding_to_extri_intri(true[b], size)[0])[1]
+                     for b in range(true.shape[0])])
+    assert float(loss) == pytest.approx(float((1 - torch.cos(torch.deg2rad(rte))).mean()), abs=1e-4)
+    loss.backward()
+    assert wrong.grad[..., :3].abs().sum() > 0
+
+
+def test_relative_rotation_loss_is_the_official_rre_of_every_pair(gt):
+    true = gt["pose_enc"]
+    assert float(relative_rotation_loss(true, true)) == pytest.approx(0.0, abs=1e-6)
+    wrong = true.clone()
+    wrong[..., 3:7] += torch.tensor([0.05, -0.1, 0.02, 0.0])[None, None] * torch.arange(true.shape[1])[None, :, None]
+    wrong.requires_grad_(True)
+    loss = relative_rotation_loss(wrong, true)
+    size = (56, 56)
+    rre = torch.cat([relative_pose_errors(pose_encoding_to_extri_intri(wrong[b].detach(), size)[0],
+                                          pose_encoding_to_extri_intri(true[b], size)[0])[0]
+                     for b in range(true.shape[0])])
+    assert float(rre.max()) > 1.0
+    assert float(loss) == pytest.approx(float(torch.sin(torch.deg2rad(rre) / 2).pow(2).mean()), abs=1e-4)
+    loss.backward()
+    assert wrong.grad[..., 3:7].abs().sum() > 0
+
+
+def test_pair_losses_need_two_frames():
+    one = torch.randn(2, 1, 9)
+    assert float(translation_direction_loss(one, one + 1)) == 0.0
+    assert float(relative_rotation_loss(one, one + 1)) == 0.0
