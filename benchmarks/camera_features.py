@@ -1,4 +1,4 @@
-"""What the embedded model's camera tokens know, with the aggregator frozen.
+"""What a tiny model's camera tokens know, with the aggregator frozen (default: the embedded model).
 
 Three steps, each resumable or cheap once the first has run:
 
@@ -210,10 +210,12 @@ def main() -> None:
     p.add_argument("--save", type=Path, default=None,
                    help="refit: write the embedded model with the refitted camera head here (.safetensors)")
     p.add_argument("--key", default=None, help="key of the result in --json (default: the step's name)")
+    p.add_argument("--checkpoint", default=None,
+                   help="tiny weights whose tokens are cached and whose head is refitted (default: the embedded model)")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    model = load_model("tiny").eval()
+    model = load_model("tiny", a.checkpoint).eval()
     if a.step == "cache":
         cache(a.dir, "heldout", a.heldout, model)
         cache(a.dir, "train", a.train, model)
