@@ -7,7 +7,7 @@ only the rotation error (as if translation were exact) and only the translation 
 which of the two limits it.
 
     python benchmarks/camera_breakdown.py --checkpoint qvggt_deploy/assets/vggt_tiny.safetensors \
-        --json docs/training/camera_breakdown.json
+        --point-head-cameras --json docs/training/camera_breakdown.json
 """
 from __future__ import annotations
 

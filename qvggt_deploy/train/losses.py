@@ -7,6 +7,9 @@
   "expp1" activation) and per-pixel error ``e``: ``c * e + c * e_grad - alpha * log(c)``, where
   ``e_grad`` compares horizontal and vertical finite differences of prediction and target (sharp
   edges, flat planes). Only valid pixels (and valid neighbour pairs for gradients) count.
+- optional pairwise camera terms, over every frame pair as the official metrics score them:
+  :func:`translation_direction_loss` (the axis of the relative translation, sign and length free)
+  and :func:`relative_rotation_loss`.
 
 Ground truth is normalised before the losses (:func:`normalize_ground_truth`): every quantity
 with units of length is divided by the mean distance of the valid world points (first camera's
