@@ -147,13 +147,13 @@ def pair_errors(head, held) -> dict:
             "rte_mean_deg": float(T.mean()), "rte_median_deg": float(T.median()), "auc30": 100 * auc(R, T)}
 
 
-def refit(train, held, shipped, steps: int, batch: int, lr: float, seed: int = 0,
-          direction_weight: float = 0.0, rotation_weight: float = 0.0) -> dict:
-    """Continue training the shipped camera head alone (same loss as ``qvggt train``, plus
+def refit(train, held, start_head, steps: int, batch: int, lr: float, seed: int = 0,
+          direction_weight: float = 0.0, rotation_weight: float = 0.0):
+    """Continue training a copy of ``start_head`` alone (same loss as ``qvggt train``, plus
     ``direction_weight`` times the pairwise translation-direction loss and ``rotation_weight``
-    times the pairwise relative-rotation loss)."""
+    times the pairwise relative-rotation loss). Returns the result dict and the trained head."""
     torch.manual_seed(seed)
-    head = copy.deepcopy(shipped).train()
+    head = copy.deepcopy(start_head).train()
     decay = [p for p in head.parameters() if p.ndim >= 2]
     other = [p for p in head.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": other, "weight_decay": 0.0}],
@@ -208,7 +208,8 @@ def main() -> None:
     p.add_argument("--rotation-weight", type=float, default=0.0,
                    help="refit: weight of the pairwise relative-rotation loss (default 0: off)")
     p.add_argument("--save", type=Path, default=None,
-                   help="refit: write the embedded model with the refitted camera head here (.safetensors)")
+                   help="refit: write the model (--checkpoint's or the embedded one) with the refitted camera "
+                        "head here (.safetensors)")
     p.add_argument("--key", default=None, help="key of the result in --json (default: the step's name)")
     p.add_argument("--checkpoint", default=None,
                    help="tiny weights whose tokens are cached and whose head is refitted (default: the embedded model)")
