@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from qvggt_deploy.geometry import extri_intri_to_pose_encoding
 from qvggt_deploy.geometry.rotation import quat_to_mat
+from qvggt_deploy.metrics.camera import pair_indices
 
 
 def normalize_ground_truth(gt: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -72,9 +73,10 @@ def camera_loss(pose_enc_list: List[torch.Tensor], gt_pose_enc: torch.Tensor, ga
     return {"loss_camera": total / n, **parts}
 
 
-def _relative_poses(pose_enc: torch.Tensor, i: torch.Tensor, j: torch.Tensor):
+def _relative_poses(pose_enc: torch.Tensor):
     """Rotations ``[..., P, 3, 3]`` and translations ``[..., P, 3]`` of the relative poses
-    ``E_i inv(E_j)`` from ``pose_enc [..., S, 9]``."""
+    ``E_i inv(E_j)`` of every frame pair ``i < j`` (the metrics' pairs) from ``pose_enc [..., S, 9]``."""
+    i, j = pair_indices(pose_enc.shape[-2])
     R = quat_to_mat(pose_enc[..., 3:7])
     t = pose_enc[..., :3]
     R_ij = R[..., i, :, :] @ R[..., j, :, :].transpose(-1, -2)
@@ -90,12 +92,9 @@ def translation_direction_loss(pose_enc: torch.Tensor, gt_pose_enc: torch.Tensor
     open (shuffled frames: forward or backward), its minimiser shrinks the uncertain component
     towards zero and the direction left over is noise. This term rewards the axis alone.
     """
-    S = pose_enc.shape[-2]
-    if S < 2:
+    if pose_enc.shape[-2] < 2:
         return pose_enc.new_zeros(())
-    i, j = torch.triu_indices(S, S, offset=1)
-    cos = F.cosine_similarity(_relative_poses(pose_enc, i, j)[1], _relative_poses(gt_pose_enc, i, j)[1],
-                              dim=-1, eps=1e-6)
+    cos = F.cosine_similarity(_relative_poses(pose_enc)[1], _relative_poses(gt_pose_enc)[1], dim=-1, eps=1e-6)
     return (1 - cos.abs()).mean()
 
 
@@ -106,11 +105,9 @@ def relative_rotation_loss(pose_enc: torch.Tensor, gt_pose_enc: torch.Tensor) ->
     Why: the pose encoding holds rotations relative to the first frame, so the L1 term never sees a
     pair of two later frames, whose error composes both of theirs; the metric scores every pair.
     """
-    S = pose_enc.shape[-2]
-    if S < 2:
+    if pose_enc.shape[-2] < 2:
         return pose_enc.new_zeros(())
-    i, j = torch.triu_indices(S, S, offset=1)
-    R_err = _relative_poses(pose_enc, i, j)[0] @ _relative_poses(gt_pose_enc, i, j)[0].transpose(-1, -2)
+    R_err = _relative_poses(pose_enc)[0] @ _relative_poses(gt_pose_enc)[0].transpose(-1, -2)
     cos_theta = (R_err.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
     return ((1 - cos_theta) / 2).mean()
 

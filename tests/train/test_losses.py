@@ -51,6 +51,14 @@ def test_camera_loss_weights_later_iterations_more():
     assert late_wrong > early_wrong > 0
 
 
+def _official_pair_errors(pred_pose_enc, gt_pose_enc):
+    """RRE and RTE (degrees) of every pair of every sample, by the evaluation's own metric."""
+    errors = [relative_pose_errors(pose_encoding_to_extri_intri(p.detach(), (56, 56))[0],
+                                   pose_encoding_to_extri_intri(g, (56, 56))[0])
+              for p, g in zip(pred_pose_enc, gt_pose_enc)]
+    return torch.cat([e[0] for e in errors]), torch.cat([e[1] for e in errors])
+
+
 def test_translation_direction_loss_scores_the_axis_only(gt):
     true = gt["pose_enc"]
     assert float(translation_direction_loss(true, true)) == pytest.approx(0.0, abs=1e-6)
@@ -63,10 +71,7 @@ def test_translation_direction_loss_scores_the_axis_only(gt):
     wrong[..., :3] += torch.tensor([0.3, -0.2, 0.1])[None, None] * torch.arange(true.shape[1])[None, :, None]
     wrong.requires_grad_(True)
     loss = translation_direction_loss(wrong, true)
-    size = (56, 56)
-    rte = torch.cat([relative_pose_errors(pose_encoding_to_extri_intri(wrong[b].detach(), size)[0],
-                                          pose_encoding_to_extri_intri(true[b], size)[0])[1]
-                     for b in range(true.shape[0])])
+    _, rte = _official_pair_errors(wrong, true)
     assert float(loss) == pytest.approx(float((1 - torch.cos(torch.deg2rad(rte))).mean()), abs=1e-4)
     loss.backward()
     assert wrong.grad[..., :3].abs().sum() > 0
@@ -79,10 +84,7 @@ def test_relative_rotation_loss_is_the_official_rre_of_every_pair(gt):
     wrong[..., 3:7] += torch.tensor([0.05, -0.1, 0.02, 0.0])[None, None] * torch.arange(true.shape[1])[None, :, None]
     wrong.requires_grad_(True)
     loss = relative_rotation_loss(wrong, true)
-    size = (56, 56)
-    rre = torch.cat([relative_pose_errors(pose_encoding_to_extri_intri(wrong[b].detach(), size)[0],
-                                          pose_encoding_to_extri_intri(true[b], size)[0])[0]
-                     for b in range(true.shape[0])])
+    rre, _ = _official_pair_errors(wrong, true)
     assert float(rre.max()) > 1.0
     assert float(loss) == pytest.approx(float(torch.sin(torch.deg2rad(rre) / 2).pow(2).mean()), abs=1e-4)
     loss.backward()
