@@ -26,7 +26,7 @@ def cameras_from_point_head(pred, size):
     (first-frame coordinates) over its more confident half of pixels."""
     import torch
 
-    from qvggt_deploy.geometry import depth_to_camera_points, pose_encoding_to_extri_intri
+    from qvggt_deploy.geometry import closed_form_inverse_se3, depth_to_camera_points, pose_encoding_to_extri_intri
     from qvggt_deploy.metrics.points import umeyama
 
     _, intr = pose_encoding_to_extri_intri(pred["pose_enc"], (size, size))
@@ -39,7 +39,7 @@ def cameras_from_point_head(pred, size):
         # X_world = c R X_cam + t  ->  camera-from-world in world units: [R^T | -R^T t]
         E[s, :3, :3] = R.T
         E[s, :3, 3] = -R.T @ t
-    E = E @ torch.linalg.inv(E[0])
+    E = E @ closed_form_inverse_se3(E[0])
     return E[:, :3, :].float()
 
 
