@@ -15,6 +15,8 @@ Three steps, each resumable or cheap once the first has run:
   report held-out pair errors: can a better head alone fix the camera? ``--direction-weight`` and
   ``--rotation-weight`` add the pairwise camera terms of ``qvggt train``; ``--save`` writes the
   model with the refitted head (a starting point for ``qvggt train --init-from``).
+  ``--trunk-depth N`` refits a deeper trunk (the trained blocks first, new ones at their
+  LayerScale initialisation, so the start is the trained head): is the head too small to compose?
 
     python benchmarks/camera_features.py cache --dir runs/camfeat --train 1300 --heldout 64
     python benchmarks/camera_features.py probe --dir runs/camfeat --json docs/training/camera_features.json
@@ -38,9 +40,10 @@ from qvggt_deploy.data.synthetic import SceneConfig, generate_scene
 from qvggt_deploy.geometry import pose_encoding_to_extri_intri
 from qvggt_deploy.metrics.camera import auc, pair_indices, relative_pose_errors, rotation_angle_error
 from qvggt_deploy.model.checkpoint import load_model, save_checkpoint
+from qvggt_deploy.model.heads.camera_head import CameraHead
 from qvggt_deploy.train.data import scene_seed
-from qvggt_deploy.train.losses import (camera_loss, normalize_ground_truth, relative_rotation_loss,
-                                       translation_direction_loss)
+from qvggt_deploy.train.losses import (ROTATION_LOSSES, camera_loss, normalize_ground_truth,
+                                       relative_rotation_loss, translation_direction_loss)
 
 SHARD = 25
 TRAIN_RUN_SEED = 77
@@ -148,10 +151,12 @@ def pair_errors(head, held) -> dict:
 
 
 def refit(train, held, start_head, steps: int, batch: int, lr: float, seed: int = 0,
-          direction_weight: float = 0.0, rotation_weight: float = 0.0):
+          direction_weight: float = 0.0, rotation_weight: float = 0.0, rotation_loss: str = "huber",
+          rotation_loss_weight: float = 1.0):
     """Continue training a copy of ``start_head`` alone (same loss as ``qvggt train``, plus
     ``direction_weight`` times the pairwise translation-direction loss and ``rotation_weight``
-    times the pairwise relative-rotation loss). Returns the result dict and the trained head."""
+    times the pairwise relative-rotation loss; ``rotation_loss`` and ``rotation_loss_weight`` as
+    ``camera_loss``'s ``rotation`` and ``weight_rotation``). Returns the result dict and the head."""
     torch.manual_seed(seed)
     head = copy.deepcopy(start_head).train()
     decay = [p for p in head.parameters() if p.ndim >= 2]
@@ -166,7 +171,8 @@ def refit(train, held, start_head, steps: int, batch: int, lr: float, seed: int 
             group["lr"] = lr * scale
         idx = torch.randint(0, len(train["tokens"]), (batch,), generator=gen)
         pred = head([train["tokens"][idx][:, :, None]])
-        loss = camera_loss(pred, train["pose_enc"][idx])["loss_camera"]
+        loss = camera_loss(pred, train["pose_enc"][idx], rotation=rotation_loss,
+                           weight_rotation=rotation_loss_weight)["loss_camera"]
         if direction_weight:
             loss = loss + direction_weight * translation_direction_loss(pred[-1], train["pose_enc"][idx])
         if rotation_weight:
@@ -179,10 +185,28 @@ def refit(train, held, start_head, steps: int, batch: int, lr: float, seed: int 
             curve.append({"step": step, "loss": float(loss.detach()), **pair_errors(head, held)})
             head.train()
             print(json.dumps(curve[-1]), flush=True)
+    # The same errors on training scenes tell under-fitting (both high) from over-fitting.
+    fitted = pair_errors(head, {k: v[:len(held["tokens"])] for k, v in train.items()})
     result = {"steps": steps, "batch": batch, "lr": lr, "direction_weight": direction_weight,
-              "rotation_weight": rotation_weight, "train_scenes": len(train["tokens"]),
-              "seconds": round(time.time() - t0), "curve": curve}
+              "rotation_weight": rotation_weight, "rotation_loss": rotation_loss,
+              "rotation_loss_weight": rotation_loss_weight, "trunk_depth": len(start_head.trunk),
+              "train_scenes": len(train["tokens"]),
+              "seconds": round(time.time() - t0), "curve": curve, "train_scenes_errors": fitted}
     return result, head.eval()
+
+
+def deepened(head: CameraHead, trunk_depth: int, cfg) -> CameraHead:
+    """``head`` with ``trunk_depth`` trunk blocks: its own first, then new near-identity ones."""
+    have = len(head.trunk)
+    if trunk_depth < have:
+        raise SystemExit(f"--trunk-depth {trunk_depth} is below the head's {have} blocks")
+    dim = head.token_norm.normalized_shape[0]
+    torch.manual_seed(0)
+    deeper = CameraHead(dim, trunk_depth, cfg.camera_num_heads, cfg.mlp_ratio, cfg.aa_init_values,
+                        cfg.camera_iterations)
+    missing, unexpected = deeper.load_state_dict(head.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("trunk.") and int(k.split(".")[1]) >= have for k in missing)
+    return deeper
 
 
 def _update_json(path: Path, key: str, value) -> None:
@@ -207,14 +231,23 @@ def main() -> None:
                    help="refit: weight of the pairwise translation-direction loss (default 0: off)")
     p.add_argument("--rotation-weight", type=float, default=0.0,
                    help="refit: weight of the pairwise relative-rotation loss (default 0: off)")
+    p.add_argument("--rotation-loss", choices=ROTATION_LOSSES, default="huber",
+                   help="refit: how the camera loss scores each frame's quaternion (default: huber, as VGGT)")
+    p.add_argument("--rotation-loss-weight", type=float, default=1.0,
+                   help="refit: weight of that quaternion term inside the camera loss (default 1)")
     p.add_argument("--save", type=Path, default=None,
                    help="refit: write the model (--checkpoint's or the embedded one) with the refitted camera "
                         "head here (.safetensors)")
     p.add_argument("--key", default=None, help="key of the result in --json (default: the step's name)")
     p.add_argument("--checkpoint", default=None,
                    help="tiny weights whose tokens are cached and whose head is refitted (default: the embedded model)")
+    p.add_argument("--trunk-depth", type=int, default=None,
+                   help="refit: blocks in the camera trunk (default: the model's own; more are added "
+                        "near identity; not with --save, whose checkpoint must match the preset)")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
+    if a.trunk_depth is not None and a.save:
+        p.error("--trunk-depth changes the architecture; its head cannot be saved into a tiny checkpoint")
     torch.set_num_threads(a.threads)
     model = load_model("tiny", a.checkpoint).eval()
     if a.step == "cache":
@@ -225,8 +258,12 @@ def main() -> None:
     if a.step == "probe":
         result = {**probe(train, held), "camera_head": pair_errors(copy.deepcopy(model.camera_head), held)}
     else:
-        result, head = refit(train, held, model.camera_head, a.steps, a.batch, a.lr,
-                             direction_weight=a.direction_weight, rotation_weight=a.rotation_weight)
+        start = model.camera_head
+        if a.trunk_depth is not None:
+            start = deepened(start, a.trunk_depth, model.cfg)
+        result, head = refit(train, held, start, a.steps, a.batch, a.lr,
+                             direction_weight=a.direction_weight, rotation_weight=a.rotation_weight,
+                             rotation_loss=a.rotation_loss, rotation_loss_weight=a.rotation_loss_weight)
         if a.save:
             model.camera_head.load_state_dict(head.state_dict())
             save_checkpoint(model, a.save, metadata={"preset": "tiny", "refit": json.dumps(

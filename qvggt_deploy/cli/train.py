@@ -18,6 +18,7 @@ class Train(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         from qvggt_deploy.train.data import CURRICULA
+        from qvggt_deploy.train.losses import ROTATION_LOSSES
         from qvggt_deploy.train.loop import TrainConfig
 
         d = TrainConfig()
@@ -52,6 +53,13 @@ class Train(Command):
                             help="weight of the pairwise relative-rotation term (sin^2 of half the angle between "
                                  "predicted and true relative rotations of every frame pair). Defaults to "
                                  f"{d.weight_relative_rotation} (off).")
+        parser.add_argument("--camera-rotation-loss", choices=ROTATION_LOSSES, default=d.camera_rotation_loss,
+                            help="how the camera loss scores each frame's rotation: huber (VGGT's, on the four "
+                                 "quaternion components) or geodesic (sin^2 of half the rotation angle). "
+                                 f"Defaults to {d.camera_rotation_loss}.")
+        parser.add_argument("--weight-camera-rotation", type=float, default=d.weight_camera_rotation,
+                            help="weight of that rotation term inside the camera loss. Defaults to "
+                                 f"{d.weight_camera_rotation}.")
         parser.add_argument("--weight-track", type=float, default=d.weight_track,
                             help="weight of the track-head loss on ground-truth tracks from the generated scenes "
                                  f"(correspondence supervision; builds the model with its track head). Defaults to "
@@ -92,6 +100,8 @@ class Train(Command):
                           weight_point=args.weight_point, weight_abs_pose=args.weight_abs_pose,
                           weight_translation_direction=args.weight_translation_direction,
                           weight_relative_rotation=args.weight_relative_rotation,
+                          camera_rotation_loss=args.camera_rotation_loss,
+                          weight_camera_rotation=args.weight_camera_rotation,
                           weight_track=args.weight_track, track_points=args.track_points,
                           weight_attn_match=args.weight_attn_match, attn_match_per_frame=args.attn_match_per_frame,
                           probe_every=args.probe_every, dense_frames=args.dense_frames)

@@ -57,6 +57,8 @@ class TrainConfig:
     ``weight_translation_direction`` and ``weight_relative_rotation`` > 0 add the pairwise camera
     terms (:func:`~qvggt_deploy.train.losses.translation_direction_loss`,
     :func:`~qvggt_deploy.train.losses.relative_rotation_loss`) on the last camera iteration.
+    ``camera_rotation_loss`` ("huber", VGGT's, or "geodesic") and ``weight_camera_rotation`` say
+    how the camera loss scores each frame's quaternion (:func:`~qvggt_deploy.train.losses.camera_loss`).
     ``probe_every`` > 0 logs the held-out camera go/no-go figures every that many steps.
     ``dense_frames`` > 0 runs the depth and point heads (three quarters of a step's time) on that
     many randomly chosen frames per step instead of all; the camera sees every frame.
@@ -81,6 +83,8 @@ class TrainConfig:
     weight_abs_pose: float = 0.0
     weight_translation_direction: float = 0.0
     weight_relative_rotation: float = 0.0
+    camera_rotation_loss: str = "huber"
+    weight_camera_rotation: float = 1.0
     init_from: Optional[str] = None
     probe_every: int = 0
     dense_frames: int = 0
@@ -264,7 +268,8 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
                 global_inputs.inputs.clear()
             pred, gt = forward_for_training(model, batch["images"], gt, cfg.dense_frames,
                                             None if tracks is None else tracks["query_points"])
-            losses = vggt_loss(pred, gt, cfg.weight_camera, cfg.weight_depth, cfg.weight_point)
+            losses = vggt_loss(pred, gt, cfg.weight_camera, cfg.weight_depth, cfg.weight_point,
+                               cfg.camera_rotation_loss, cfg.weight_camera_rotation)
             if cfg.weight_translation_direction > 0:
                 direction = translation_direction_loss(pred["pose_enc_list"][-1], gt["pose_enc"])
                 losses["loss"] = losses["loss"] + cfg.weight_translation_direction * direction

@@ -2,7 +2,8 @@
 
 - camera: Huber loss (smooth-L1, beta 0.02, so L1 for all but tiny errors: normalised relative
   translations are ~0.1) on the 9-d pose encoding (translation, quaternion, FoV), summed over the
-  camera head's refinement iterations with weights ``gamma^(n-1-i)`` (later iterations count more).
+  camera head's refinement iterations with weights ``gamma^(n-1-i)`` (later iterations count more);
+  optionally the quaternion is scored by its rotation angle instead (:func:`geodesic_rotation_loss`).
 - depth and points: aleatoric-uncertainty regression. With confidence ``c`` (>= 1, from the
   "expp1" activation) and per-pixel error ``e``: ``c * e + c * e_grad - alpha * log(c)``, where
   ``e_grad`` compares horizontal and vertical finite differences of prediction and target (sharp
@@ -56,17 +57,40 @@ def normalize_ground_truth(gt: Dict[str, torch.Tensor]) -> Dict[str, torch.Tenso
     return out
 
 
+ROTATION_LOSSES = ("huber", "geodesic")
+
+
+def geodesic_rotation_loss(quat: torch.Tensor, gt_quat: torch.Tensor) -> torch.Tensor:
+    """Mean of ``1 - <q / |q|, q_gt>^2 = sin^2(theta / 2)``, theta the angle between each frame's
+    predicted and true rotation; quaternions ``[..., 4]``, the prediction not normalised.
+
+    Why: the Huber term regresses the four raw quaternion components one by one, each to its own
+    median, while the rotation is read after normalisation; this term scores the rotation itself
+    (its angle, sign-free). On cached camera tokens of the tiny model it fits a camera head's
+    rotations about twice as well (``docs/training.md``).
+    """
+    cos_half = (F.normalize(quat, dim=-1, eps=1e-6) * gt_quat).sum(-1)
+    return (1 - cos_half ** 2).mean()
+
+
 def camera_loss(pose_enc_list: List[torch.Tensor], gt_pose_enc: torch.Tensor, gamma: float = 0.6,
-                huber_beta: float = 0.02, weight_fov: float = 0.5) -> Dict[str, torch.Tensor]:
-    """Weighted Huber loss over refinement iterations; ``[B,S,9]`` each. Returns ``loss_camera``
-    and its parts (of the last iteration) for logging."""
+                huber_beta: float = 0.02, weight_fov: float = 0.5, rotation: str = "huber",
+                weight_rotation: float = 1.0) -> Dict[str, torch.Tensor]:
+    """Weighted Huber loss over refinement iterations; ``[B,S,9]`` each. ``rotation="geodesic"``
+    scores the quaternion with :func:`geodesic_rotation_loss` (times ``weight_rotation``) instead
+    of the Huber term. Returns ``loss_camera`` and its parts (of the last iteration) for logging."""
+    if rotation not in ROTATION_LOSSES:
+        raise ValueError(f"rotation loss {rotation!r} is not one of {ROTATION_LOSSES}")
     n = len(pose_enc_list)
     total = gt_pose_enc.new_zeros(())
     parts = {}
     for i, pred in enumerate(pose_enc_list):
         w = gamma ** (n - 1 - i)
         lt = F.smooth_l1_loss(pred[..., :3], gt_pose_enc[..., :3], beta=huber_beta)
-        lr = F.smooth_l1_loss(pred[..., 3:7], gt_pose_enc[..., 3:7], beta=huber_beta)
+        if rotation == "geodesic":
+            lr = weight_rotation * geodesic_rotation_loss(pred[..., 3:7], gt_pose_enc[..., 3:7])
+        else:
+            lr = weight_rotation * F.smooth_l1_loss(pred[..., 3:7], gt_pose_enc[..., 3:7], beta=huber_beta)
         lf = F.smooth_l1_loss(pred[..., 7:], gt_pose_enc[..., 7:], beta=huber_beta)
         total = total + w * (lt + lr + weight_fov * lf)
         parts = {"cam_t": lt.detach(), "cam_r": lr.detach(), "cam_fov": lf.detach()}
@@ -152,13 +176,16 @@ def confidence_regression_loss(pred: torch.Tensor, conf: torch.Tensor, target: t
 
 
 def vggt_loss(pred: Dict[str, torch.Tensor], gt: Dict[str, torch.Tensor], weight_camera: float = 5.0,
-              weight_depth: float = 1.0, weight_point: float = 1.0) -> Dict[str, torch.Tensor]:
-    """Total loss for a batch; ``gt`` already normalised. Returns ``loss`` and logged parts."""
+              weight_depth: float = 1.0, weight_point: float = 1.0, camera_rotation: str = "huber",
+              weight_camera_rotation: float = 1.0) -> Dict[str, torch.Tensor]:
+    """Total loss for a batch; ``gt`` already normalised (``camera_rotation`` and
+    ``weight_camera_rotation`` go to :func:`camera_loss`). Returns ``loss`` and logged parts."""
     mask = gt["mask"]
     out: Dict[str, torch.Tensor] = {}
     total = gt["depth"].new_zeros(())
     if "pose_enc_list" in pred:
-        cam = camera_loss(pred["pose_enc_list"], gt["pose_enc"])
+        cam = camera_loss(pred["pose_enc_list"], gt["pose_enc"], rotation=camera_rotation,
+                          weight_rotation=weight_camera_rotation)
         total = total + weight_camera * cam["loss_camera"]
         out.update(cam)
     if "depth" in pred:

@@ -109,3 +109,12 @@ def test_pair_camera_terms_are_logged_and_change_the_update(tmp_path):
     head = "camera_head."
     assert any(not torch.equal(p, q) for (name, p), q in zip(with_terms.state_dict().items(), without.state_dict().values())
                if name.startswith(head))
+
+
+def test_geodesic_camera_rotation_changes_the_update(tmp_path):
+    geodesic = TrainConfig(**{**CFG.__dict__, "camera_rotation_loss": "geodesic", "weight_camera_rotation": 100.0})
+    with_geodesic = train(geodesic, tmp_path / "a")
+    huber = train(CFG, tmp_path / "b")
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["camera_rotation_loss"] == "geodesic"
+    assert any(not torch.equal(p, q) for (name, p), q in zip(with_geodesic.state_dict().items(), huber.state_dict().values())
+               if name.startswith("camera_head."))

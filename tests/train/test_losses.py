@@ -4,8 +4,11 @@ import torch
 from qvggt_deploy.train.data import get_curriculum, make_batch
 from qvggt_deploy.geometry import pose_encoding_to_extri_intri
 from qvggt_deploy.metrics.camera import relative_pose_errors
-from qvggt_deploy.train.losses import (camera_loss, confidence_regression_loss, normalize_ground_truth,
-                                       relative_rotation_loss, translation_direction_loss, vggt_loss)
+from qvggt_deploy.geometry.rotation import quat_to_mat
+from qvggt_deploy.metrics.camera import rotation_angle_error
+from qvggt_deploy.train.losses import (camera_loss, confidence_regression_loss, geodesic_rotation_loss,
+                                       normalize_ground_truth, relative_rotation_loss,
+                                       translation_direction_loss, vggt_loss)
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +98,28 @@ def test_pair_losses_need_two_frames():
     one = torch.randn(2, 1, 9)
     assert float(translation_direction_loss(one, one + 1)) == 0.0
     assert float(relative_rotation_loss(one, one + 1)) == 0.0
+
+
+def test_geodesic_rotation_loss_is_the_rotation_angle_free_of_quaternion_scale_and_sign(gt):
+    true = gt["pose_enc"][..., 3:7]
+    # Scaling or negating the raw prediction is the same rotation: no loss.
+    assert float(geodesic_rotation_loss(-2.5 * true, true)) == pytest.approx(0.0, abs=1e-6)
+    wrong = (true + torch.tensor([0.1, -0.05, 0.08, 0.0])).requires_grad_(True)
+    loss = geodesic_rotation_loss(wrong, true)
+    angle = rotation_angle_error(quat_to_mat(wrong.detach()).reshape(-1, 3, 3), quat_to_mat(true).reshape(-1, 3, 3))
+    assert float(angle.min()) > 1.0
+    assert float(loss) == pytest.approx(float(torch.sin(torch.deg2rad(angle) / 2).pow(2).mean()), abs=1e-4)
+    loss.backward()
+    assert wrong.grad.abs().sum() > 0
+
+
+def test_camera_loss_rotation_choice_changes_only_the_rotation_part(gt):
+    true = gt["pose_enc"]
+    scaled = true.clone()
+    scaled[..., 3:7] *= 2.0  # the same rotations, different raw components
+    huber = camera_loss([scaled], true)
+    geodesic = camera_loss([scaled], true, rotation="geodesic", weight_rotation=10.0)
+    assert float(huber["cam_r"]) > 0.1 and float(geodesic["cam_r"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(geodesic["cam_t"]) == float(huber["cam_t"])
+    with pytest.raises(ValueError, match="rotation loss"):
+        camera_loss([true], true, rotation="l2")
