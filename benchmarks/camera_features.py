@@ -201,7 +201,7 @@ def deepened(head: CameraHead, trunk_depth: int, cfg) -> CameraHead:
     if trunk_depth < have:
         raise SystemExit(f"--trunk-depth {trunk_depth} is below the head's {have} blocks")
     dim = head.token_norm.normalized_shape[0]
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # the new blocks' initialisation, reproducible
     deeper = CameraHead(dim, trunk_depth, cfg.camera_num_heads, cfg.mlp_ratio, cfg.aa_init_values,
                         cfg.camera_iterations)
     missing, unexpected = deeper.load_state_dict(head.state_dict(), strict=False)

@@ -66,8 +66,8 @@ def geodesic_rotation_loss(quat: torch.Tensor, gt_quat: torch.Tensor) -> torch.T
 
     Why: the Huber term regresses the four raw quaternion components one by one, each to its own
     median, while the rotation is read after normalisation; this term scores the rotation itself
-    (its angle, sign-free). On cached camera tokens of the tiny model it fits a camera head's
-    rotations about twice as well (``docs/training.md``).
+    (its angle, sign-free). Refitting the tiny model's camera head on its cached tokens with this
+    term (weight 100) cut the median rotation error from 10.3 to 6.0 degrees (``docs/training.md``).
     """
     cos_half = (F.normalize(quat, dim=-1, eps=1e-6) * gt_quat).sum(-1)
     return (1 - cos_half ** 2).mean()
@@ -78,7 +78,8 @@ def camera_loss(pose_enc_list: List[torch.Tensor], gt_pose_enc: torch.Tensor, ga
                 weight_rotation: float = 1.0) -> Dict[str, torch.Tensor]:
     """Weighted Huber loss over refinement iterations; ``[B,S,9]`` each. ``rotation="geodesic"``
     scores the quaternion with :func:`geodesic_rotation_loss` (times ``weight_rotation``) instead
-    of the Huber term. Returns ``loss_camera`` and its parts (of the last iteration) for logging."""
+    of the Huber term. Returns ``loss_camera`` and its parts (of the last iteration, the rotation
+    part weighted) for logging."""
     if rotation not in ROTATION_LOSSES:
         raise ValueError(f"rotation loss {rotation!r} is not one of {ROTATION_LOSSES}")
     n = len(pose_enc_list)

@@ -3,9 +3,8 @@ import torch
 
 from qvggt_deploy.train.data import get_curriculum, make_batch
 from qvggt_deploy.geometry import pose_encoding_to_extri_intri
-from qvggt_deploy.metrics.camera import relative_pose_errors
 from qvggt_deploy.geometry.rotation import quat_to_mat
-from qvggt_deploy.metrics.camera import rotation_angle_error
+from qvggt_deploy.metrics.camera import relative_pose_errors, rotation_angle_error
 from qvggt_deploy.train.losses import (camera_loss, confidence_regression_loss, geodesic_rotation_loss,
                                        normalize_ground_truth, relative_rotation_loss,
                                        translation_direction_loss, vggt_loss)
