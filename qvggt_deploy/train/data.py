@@ -6,7 +6,7 @@ batches it would have seen, and evaluation seeds (>= 10^9) are never trained on.
 
 A curriculum is a list of phases, each active until a fraction of the total steps: image size
 (as a fraction of the preset's native size, so it works for every preset), frame counts to draw
-from, batch size and scene difficulty (baseline and rotation ranges).
+from, batch size, scene difficulty (baseline and rotation ranges) and trajectory kind.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ class Phase:
     batch: int = 2
     baseline: Tuple[float, float] = (0.25, 0.9)
     rotation: Tuple[float, float] = (3.0, 15.0)
+    trajectory: str = "mixed"
 
 
 CURRICULA: Dict[str, Tuple[Phase, ...]] = {
@@ -52,6 +53,11 @@ CURRICULA: Dict[str, Tuple[Phase, ...]] = {
     # to 224 px by themselves (measured: absolute-pose probe
     # median error 10 degrees at 112 px, 74 at 224 px; docs/training.md).
     "geometry-native": (Phase(until=1.0, size_scale=1.0, frames=(3, 4), batch=2, rotation=(5.0, 20.0)),),
+    # Random views only: their translation is not implied by where a frame looks (a forward walk
+    # moves along its view direction, an orbit sideways), so it has to come from parallax between
+    # the frames (about 20 px at 224 px, docs/training.md).
+    "random-views": (Phase(until=1.0, size_scale=1.0, frames=(3, 4), batch=2, rotation=(5.0, 20.0),
+                           trajectory="random"),),
 }
 
 
@@ -92,7 +98,8 @@ def make_batch(run_seed: int, step: int, phase: Phase, img_size: int) -> Dict[st
     rng = np.random.default_rng([int(run_seed), int(step), 7])
     frames = int(rng.choice(phase.frames))
     size = native_size(img_size, phase.size_scale)
-    cfg = SceneConfig(frames=frames, image_size=(size, size), baseline=phase.baseline, rotation=phase.rotation)
+    cfg = SceneConfig(frames=frames, image_size=(size, size), baseline=phase.baseline, rotation=phase.rotation,
+                      trajectory=phase.trajectory)
     scenes = []
     for b in range(phase.batch):
         scene = generate_scene(scene_seed(run_seed, step, b), cfg)

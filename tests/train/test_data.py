@@ -18,3 +18,19 @@ def test_batches_are_a_pure_function_of_seed_and_step():
     assert not torch.equal(a["images"][0], make_batch(1, 6, phase, 56)["images"][0])
     seeds = {scene_seed(s, step, i) for s in range(3) for step in range(50) for i in range(2)}
     assert max(seeds) < TRAIN_SEED_LIMIT and len(seeds) > 290
+
+
+def test_a_phase_can_restrict_the_trajectory_kind():
+    from qvggt_deploy.data.synthetic import SceneConfig, generate_scene
+
+    (phase,) = get_curriculum("random-views")
+    assert phase.trajectory == "random"
+    batch = make_batch(4, 0, phase, 56)
+    frames = batch["images"].shape[1]
+    # The batch's first scene is the random-view scene of that seed (frames shuffled).
+    scene = generate_scene(scene_seed(4, 0, 0), SceneConfig(frames=frames, image_size=(56, 56), trajectory="random",
+                                                            rotation=phase.rotation))
+    assert scene.meta["trajectory"] == "random"
+    assert sorted(batch["depth"][0].sum(dim=(1, 2)).tolist()) == sorted(scene.depth.sum(dim=(1, 2)).tolist())
+    mixed = make_batch(4, 0, Phase(until=1.0, frames=(frames,), rotation=phase.rotation), 56)
+    assert not torch.equal(mixed["depth"][0].sum(dim=(1, 2)).sort().values, scene.depth.sum(dim=(1, 2)).sort().values)
