@@ -19,6 +19,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def relative_pose(extrinsics, i: int, j: int):
+    """Rotation ``[3,3]`` and translation ``[3]`` of camera j from camera i (float64);
+    ``extrinsics [S,3,4]`` camera-from-world."""
+    E = extrinsics.double()
+    R = E[j, :, :3] @ E[i, :, :3].T
+    return R, E[j, :, 3] - R @ E[i, :, 3]
+
+
 def translation_parallax(depth, mask, intrinsics, extrinsics, i: int, j: int) -> float:
     """Median image motion (pixels of frame j) of frame i's valid pixels caused by the
     translation of the pair; ``depth, mask [S,H,W]``, ``intrinsics [S,3,3]``, ``extrinsics
@@ -28,9 +36,7 @@ def translation_parallax(depth, mask, intrinsics, extrinsics, i: int, j: int) ->
     from qvggt_deploy.geometry import depth_to_camera_points
 
     points = depth_to_camera_points(depth[i].double(), intrinsics[i].double())[mask[i]]  # [N,3]
-    E = extrinsics.double()
-    R = E[j, :, :3] @ E[i, :, :3].T  # camera j from camera i
-    t = E[j, :, 3] - R @ E[i, :, 3]
+    R, t = relative_pose(extrinsics, i, j)
     rotated = points @ R.T
     moved = rotated + t
     keep = (rotated[:, 2] > 1e-3) & (moved[:, 2] > 1e-3)
@@ -64,8 +70,7 @@ def main() -> int:
         for i in range(S):
             for j in range(i + 1, S):
                 pixels = translation_parallax(scene.depth, scene.mask, scene.intrinsics, scene.extrinsics, i, j)
-                baseline = float((scene.extrinsics[j, :, 3] - scene.extrinsics[j, :, :3]
-                                  @ scene.extrinsics[i, :, :3].T @ scene.extrinsics[i, :, 3]).norm())
+                baseline = float(relative_pose(scene.extrinsics, i, j)[1].norm())
                 pairs.setdefault(scene.meta["trajectory"], []).append((pixels, baseline))
     summary = {}
     for kind, values in sorted(pairs.items()):
