@@ -19,28 +19,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def relative_pose(extrinsics, i: int, j: int):
-    """Rotation ``[3,3]`` and translation ``[3]`` of camera j from camera i (float64);
-    ``extrinsics [S,3,4]`` camera-from-world."""
-    E = extrinsics.double()
-    R = E[j, :, :3] @ E[i, :, :3].T
-    return R, E[j, :, 3] - R @ E[i, :, 3]
-
-
-def translation_parallax(depth, mask, intrinsics, extrinsics, i: int, j: int) -> float:
-    """Median image motion (pixels of frame j) of frame i's valid pixels caused by the
-    translation of the pair; ``depth, mask [S,H,W]``, ``intrinsics [S,3,3]``, ``extrinsics
-    [S,3,4]`` camera-from-world."""
+def translation_parallax(depth, mask, intrinsics_src, intrinsics_dst, dst_from_src) -> float:
+    """Median image motion (pixels of the destination frame) of the source frame's valid pixels
+    caused by the translation of ``dst_from_src`` (``[3,4]`` or ``[4,4]``, camera-from-camera);
+    ``depth, mask [H,W]`` and ``intrinsics_src [3,3]`` of the source frame."""
     import torch
 
     from qvggt_deploy.geometry import depth_to_camera_points
 
-    points = depth_to_camera_points(depth[i].double(), intrinsics[i].double())[mask[i]]  # [N,3]
-    R, t = relative_pose(extrinsics, i, j)
-    rotated = points @ R.T
-    moved = rotated + t
+    points = depth_to_camera_points(depth.double(), intrinsics_src.double())[mask]  # [N,3]
+    T = dst_from_src.double()
+    rotated = points @ T[:3, :3].T
+    moved = rotated + T[:3, 3]
     keep = (rotated[:, 2] > 1e-3) & (moved[:, 2] > 1e-3)
-    K = intrinsics[j].double()
+    K = intrinsics_dst.double()
 
     def project(X):
         return torch.stack([K[0, 0] * X[:, 0] / X[:, 2], K[1, 1] * X[:, 1] / X[:, 2]], dim=-1)
@@ -62,16 +54,17 @@ def main() -> int:
     import numpy as np
 
     from qvggt_deploy.fileio import write_json
+    from qvggt_deploy.geometry import closed_form_inverse_se3
+    from qvggt_deploy.metrics.camera import pair_indices, relative_poses
     from qvggt_deploy.metrics.evaluate import eval_scenes
 
     pairs = {}
     for scene in eval_scenes(args.scenes, args.frames, args.seed, (args.size, args.size)):
-        S = scene.num_frames
-        for i in range(S):
-            for j in range(i + 1, S):
-                pixels = translation_parallax(scene.depth, scene.mask, scene.intrinsics, scene.extrinsics, i, j)
-                baseline = float(relative_pose(scene.extrinsics, i, j)[1].norm())
-                pairs.setdefault(scene.meta["trajectory"], []).append((pixels, baseline))
+        # The metrics' pairs i < j and poses E_i inv(E_j), inverted: camera j from camera i.
+        j_from_i = closed_form_inverse_se3(relative_poses(scene.extrinsics))
+        for pose, i, j in zip(j_from_i, *pair_indices(scene.num_frames)):
+            pixels = translation_parallax(scene.depth[i], scene.mask[i], scene.intrinsics[i], scene.intrinsics[j], pose)
+            pairs.setdefault(scene.meta["trajectory"], []).append((pixels, float(pose[:3, 3].norm())))
     summary = {}
     for kind, values in sorted(pairs.items()):
         px, base = np.array(values).T
