@@ -34,6 +34,8 @@ class Train(Command):
         parser.add_argument("--seed", type=int, default=d.seed, help=f"run seed. Defaults to {d.seed}.")
         parser.add_argument("--curriculum", default=d.curriculum, choices=sorted(CURRICULA),
                             help=f"resolution/frames/difficulty schedule. Defaults to {d.curriculum}.")
+        parser.add_argument("--batch", type=int, default=d.batch,
+                            help="scenes per step instead of the curriculum's. Defaults to 0 (the curriculum's).")
         parser.add_argument("--init-from", default=None,
                             help="start from these weights (fresh optimizer and LR schedule): a second stage")
         parser.add_argument("--weight-camera", type=float, default=d.weight_camera,
@@ -94,7 +96,7 @@ class Train(Command):
         apply_threads(args.threads)
         cfg = TrainConfig(preset=args.preset, steps=args.steps, lr=args.lr, weight_decay=args.weight_decay,
                           warmup=args.warmup, grad_clip=args.grad_clip, seed=args.seed,
-                          curriculum=args.curriculum, log_every=args.log_every, ckpt_every=args.ckpt_every,
+                          curriculum=args.curriculum, batch=args.batch, log_every=args.log_every, ckpt_every=args.ckpt_every,
                           snapshot_every=args.snapshot_every, init_from=args.init_from,
                           weight_camera=args.weight_camera, weight_depth=args.weight_depth,
                           weight_point=args.weight_point, weight_abs_pose=args.weight_abs_pose,

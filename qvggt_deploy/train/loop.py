@@ -18,6 +18,7 @@ Output folder layout:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -62,6 +63,7 @@ class TrainConfig:
     ``probe_every`` > 0 logs the held-out camera go/no-go figures every that many steps.
     ``dense_frames`` > 0 runs the depth and point heads (three quarters of a step's time) on that
     many randomly chosen frames per step instead of all; the camera sees every frame.
+    ``batch`` > 0 replaces the curriculum's scenes per step (a larger batch for the same schedule).
     """
 
     preset: str = "tiny"
@@ -73,6 +75,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     curriculum: str = "default"
+    batch: int = 0
     weight_track: float = 0.0
     track_points: int = 64
     weight_attn_match: float = 0.0
@@ -258,6 +261,8 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
     with open(log_path, "a") as log_file:
         for step in bar:
             phase = phase_at(curriculum, step, cfg.steps)
+            if cfg.batch > 0:
+                phase = dataclasses.replace(phase, batch=cfg.batch)
             batch = make_batch(cfg.seed, step, phase, model_cfg.img_size)
             gt = normalize_ground_truth(batch)
             lr = lr_at(cfg, step)

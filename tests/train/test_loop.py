@@ -118,3 +118,10 @@ def test_geodesic_camera_rotation_changes_the_update(tmp_path):
     assert json.loads((tmp_path / "a" / "config.json").read_text())["camera_rotation_loss"] == "geodesic"
     assert any(not torch.equal(p, q) for (name, p), q in zip(with_geodesic.state_dict().items(), huber.state_dict().values())
                if name.startswith("camera_head."))
+
+
+def test_batch_option_replaces_the_curriculum_batch(tmp_path):
+    cfg = TrainConfig(**{**CFG.__dict__, "steps": 1, "batch": 3})
+    train(cfg, tmp_path)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["batch"] for r in log] == [3]
