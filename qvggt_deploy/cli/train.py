@@ -88,6 +88,12 @@ class Train(Command):
         parser.add_argument("--stop-after", type=int, default=None,
                             help="stop (resumably) once this step is done; rerun without it to finish")
         parser.add_argument("--no-resume", action="store_true", help="start over even if OUT/state.pt exists")
+        parser.add_argument("--device", default="cpu",
+                            help="where the model trains: cpu or cuda[:N] (scenes are rendered on the CPU). "
+                                 "Defaults to cpu.")
+        parser.add_argument("--workers", type=int, default=0,
+                            help="processes rendering the next batches while a step runs (the same batches; "
+                                 "on 2 cores, --threads 1 --workers 1 halves a 224-px step). Defaults to 0.")
         add_threads_arg(parser)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -107,5 +113,6 @@ class Train(Command):
                           weight_track=args.weight_track, track_points=args.track_points,
                           weight_attn_match=args.weight_attn_match, attn_match_per_frame=args.attn_match_per_frame,
                           probe_every=args.probe_every, dense_frames=args.dense_frames)
-        train(cfg, args.out, resume=not args.no_resume, stop_at=args.stop_after)
+        train(cfg, args.out, resume=not args.no_resume, stop_at=args.stop_after, device=args.device,
+              workers=args.workers)
         return 0

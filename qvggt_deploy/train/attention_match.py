@@ -75,10 +75,12 @@ def attention_match_loss(inputs, batch: Dict[str, torch.Tensor], patch_size: int
     """Mean cross-entropy of head 0 of every global block (``inputs`` from
     :class:`GlobalAttentionInputs` of this step's forward) over up to ``per_frame`` matched patches
     of each later frame, against the matching frame-0 patch. ``batch`` holds the raw ground truth
-    ``[B, S, ...]`` (depth, mask, world_points, extrinsics, intrinsics)."""
+    ``[B, S, ...]`` (depth, mask, world_points, extrinsics, intrinsics), on any device: the
+    matches are found where it is, the loss where the model runs."""
     B, S = batch["depth"].shape[:2]
     n_tokens = inputs[0][1].shape[1] // S
-    total, terms = batch["depth"].new_zeros(()), 0
+    device = inputs[0][1].device
+    total, terms = torch.zeros((), device=device), 0
     for b in range(B):
         sample = SimpleNamespace(**{k: batch[k][b] for k in ("depth", "mask", "world_points", "extrinsics",
                                                             "intrinsics")})
@@ -90,7 +92,7 @@ def attention_match_loss(inputs, batch: Dict[str, torch.Tensor], patch_size: int
             key.append(patch_start + pairs[:, 0])
         if not query or sum(len(q) for q in query) == 0:
             continue
-        query, key = torch.cat(query), torch.cat(key)
+        query, key = torch.cat(query).to(device), torch.cat(key).to(device)
         for attn, x, pos in inputs:
             logits = _attention_logits(attn, x[b:b + 1], None if pos is None else pos[b:b + 1], query,
                                        heads=slice(0, 1))[0]
@@ -104,19 +106,20 @@ def attention_match_ratio(model: nn.Module, scenes) -> Dict[str, float]:
     """Best-head match ratio per global block over ``scenes`` (each ``[S,3,H,W]`` frames with
     ground truth), plus ``attn_match_best`` (the highest). 1.0 is chance."""
     aggregator = model.aggregator
+    device = aggregator.camera_token.device
     patch, start = aggregator.patch_size, aggregator.patch_start_idx
     sums, counts = None, 0
     for scene in scenes:
         S = scene.images.shape[0]
         tap = GlobalAttentionInputs(aggregator)
         try:
-            aggregator(scene.images[None])
+            aggregator(scene.images[None].to(device))
         finally:
             tap.remove()
         n_tokens = tap.inputs[0][1].shape[1] // S
         matches = patch_matches(scene, patch)
-        query = torch.cat([s * n_tokens + start + m[:, 1] for s, m in enumerate(matches, start=1)])
-        key = torch.cat([start + m[:, 0] for m in matches])
+        query = torch.cat([s * n_tokens + start + m[:, 1] for s, m in enumerate(matches, start=1)]).to(device)
+        key = torch.cat([start + m[:, 0] for m in matches]).to(device)
         if query.numel() == 0:
             continue
         ratios = []
@@ -124,7 +127,7 @@ def attention_match_ratio(model: nn.Module, scenes) -> Dict[str, float]:
             probs = _attention_logits(attn, x, pos, query).softmax(-1)  # [heads, Q, T]
             mass = probs.gather(-1, key.view(1, -1, 1).expand(probs.shape[0], -1, 1))[..., 0]
             ratios.append(mass.sum(-1) * S * n_tokens)  # per head, summed over queries
-        stacked = torch.stack(ratios)  # [blocks, heads]
+        stacked = torch.stack(ratios).cpu()  # [blocks, heads]
         sums = stacked if sums is None else sums + stacked
         counts += query.numel()
     if sums is None:

@@ -18,7 +18,6 @@ Output folder layout:
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -33,7 +32,7 @@ from qvggt_deploy.fileio import atomic_path, write_json
 from qvggt_deploy.log import get_logger, progress
 from qvggt_deploy.model import build_model, get_preset, load_checkpoint, save_checkpoint
 from qvggt_deploy.train.attention_match import GlobalAttentionInputs, attention_match_loss
-from qvggt_deploy.train.data import get_curriculum, make_batch, phase_at
+from qvggt_deploy.train.data import get_curriculum, iterate_batches
 from qvggt_deploy.train.losses import (normalize_ground_truth, relative_rotation_loss, translation_direction_loss,
                                        vggt_loss)
 from qvggt_deploy.train.pose_probe import AbsolutePoseProbe, CameraTokenTap, absolute_pose_loss, camera_go_no_go
@@ -134,18 +133,34 @@ def forward_for_training(model: torch.nn.Module, images: torch.Tensor, gt: Dict[
     S = images.shape[1]
     if dense_frames <= 0 or dense_frames >= S:
         return model(images, query_points=query_points), gt
-    index = torch.randperm(S)[:dense_frames].sort().values
+    index = torch.randperm(S)[:dense_frames].sort().values.to(images.device)
     sub_gt = dict(gt)
     for key in ("depth", "mask", "world_points"):
         sub_gt[key] = gt[key][:, index]
     return model(images, query_points=query_points, dense_frames=index), sub_gt
 
 
-def _track_targets(cfg: "TrainConfig", step: int, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Query pixels (a pure function of seed and step, so resume stays exact) and their tracks."""
+def _track_targets(cfg: "TrainConfig", step: int, batch: Dict[str, torch.Tensor],
+                   device: torch.device) -> Dict[str, torch.Tensor]:
+    """Query pixels (a pure function of seed and step, so resume stays exact) and their tracks,
+    found on the CPU batch and moved to ``device``."""
     generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-    return query_tracks(batch["world_points"], batch["mask"], batch["depth"], batch["extrinsics"],
-                        batch["intrinsics"], cfg.track_points, generator)
+    tracks = query_tracks(batch["world_points"], batch["mask"], batch["depth"], batch["extrinsics"],
+                          batch["intrinsics"], cfg.track_points, generator)
+    return {k: v.to(device) for k, v in tracks.items()}
+
+
+def _training_device(name: str) -> torch.device:
+    """``name`` as a torch device, refused in one sentence when it is not there."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise QvggtError(f"unknown device {name!r}; use cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise QvggtError(f"device {name!r} asked for, but this torch sees no CUDA GPU")
+    if device.type not in ("cpu", "cuda"):
+        raise QvggtError(f"training runs on cpu or cuda, not {name!r}")
+    return device
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -200,7 +215,8 @@ def full_state_dict(model: torch.nn.Module, preset: str, seed: int) -> Dict[str,
 
 
 def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int] = None,
-          on_log: Optional[Callable[[Dict[str, float]], None]] = None) -> torch.nn.Module:
+          on_log: Optional[Callable[[Dict[str, float]], None]] = None, device: str = "cpu",
+          workers: int = 0) -> torch.nn.Module:
     """Train (or resume) a model into ``out_dir``; returns the trained model (train mode off).
 
     Args:
@@ -211,7 +227,12 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
         stop_at: stop (with a resumable state) once this step is done, e.g. to split a run into
             time-boxed sessions; the final weights are written only when ``cfg.steps`` is reached.
         on_log: called with each logged record (for custom monitoring).
+        device: where the model trains ("cpu", "cuda", "cuda:1"); scenes are rendered on the CPU.
+            Resuming on another device is allowed (the numbers then differ in the last bits).
+        workers: processes rendering the next batches while a step runs (0: in the loop). The
+            batches are the same either way.
     """
+    device = _training_device(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model_cfg = get_preset(cfg.preset).replace(enable_track=cfg.weight_track > 0)
@@ -220,6 +241,9 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
     probe = AbsolutePoseProbe(2 * model_cfg.embed_dim) if cfg.weight_abs_pose > 0 else None
     if cfg.init_from:
         _load_init(model, cfg.init_from, cfg.preset, probe)
+    model.to(device)
+    if probe is not None:
+        probe.to(device)
     groups = _param_groups(model, cfg.weight_decay)
     if probe is not None:
         groups[1]["params"] = groups[1]["params"] + list(probe.parameters())
@@ -257,21 +281,20 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
     global_inputs = GlobalAttentionInputs(model.aggregator) if cfg.weight_attn_match > 0 else None
     t_start = time.perf_counter()
     end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
-    bar = progress(range(start, end), desc="train", total=end - start)
+    batches = iterate_batches(cfg.seed, curriculum, cfg.steps, model_cfg.img_size, start, end, cfg.batch, workers,
+                              pin_memory=device.type == "cuda")
+    bar = progress(zip(range(start, end), batches), desc="train", total=end - start)
     with open(log_path, "a") as log_file:
-        for step in bar:
-            phase = phase_at(curriculum, step, cfg.steps)
-            if cfg.batch > 0:
-                phase = dataclasses.replace(phase, batch=cfg.batch)
-            batch = make_batch(cfg.seed, step, phase, model_cfg.img_size)
-            gt = normalize_ground_truth(batch)
+        for step, batch in bar:
+            on_device = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            gt = normalize_ground_truth(on_device)
             lr = lr_at(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            tracks = _track_targets(cfg, step, batch) if cfg.weight_track > 0 else None
+            tracks = _track_targets(cfg, step, batch, device) if cfg.weight_track > 0 else None
             if global_inputs is not None:
                 global_inputs.inputs.clear()
-            pred, gt = forward_for_training(model, batch["images"], gt, cfg.dense_frames,
+            pred, gt = forward_for_training(model, on_device["images"], gt, cfg.dense_frames,
                                             None if tracks is None else tracks["query_points"])
             losses = vggt_loss(pred, gt, cfg.weight_camera, cfg.weight_depth, cfg.weight_point,
                                cfg.camera_rotation_loss, cfg.weight_camera_rotation)
@@ -296,7 +319,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
                 losses["loss"] = losses["loss"] + cfg.weight_attn_match * match
                 losses["loss_attn_match"] = match.detach()
             if probe is not None:
-                abs_pose = absolute_pose_loss(probe(tap.tokens), batch["scene_extrinsics"])
+                abs_pose = absolute_pose_loss(probe(tap.tokens), on_device["scene_extrinsics"])
                 losses["loss"] = losses["loss"] + cfg.weight_abs_pose * abs_pose["loss_abs_pose"]
                 losses.update(loss_abs_pose=abs_pose["loss_abs_pose"].detach(), abs_rot_l1=abs_pose["abs_rot_l1"])
             optimizer.zero_grad(set_to_none=True)

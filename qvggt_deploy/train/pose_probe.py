@@ -91,16 +91,18 @@ def camera_go_no_go(model: nn.Module, num_scenes: int = 16, frames: int = 4, ima
 
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     rre, rte, prior_err, track_err = [], [], {}, []
     scenes = _heldout_scenes(num_scenes, frames, image_size)
     try:
         for scene in scenes:
             query = _track_queries(scene) if getattr(model, "track_head", None) is not None else None
-            pred = model(scene.images[None], query_points=None if query is None else query["query_points"])
+            pred = model(scene.images[None].to(device),
+                         query_points=None if query is None else query["query_points"].to(device))
             if query is not None:
                 seen = query["visible"][0, 1:]
-                track_err.append((pred["track"][0, 1:] - query["tracks"][0, 1:]).norm(dim=-1)[seen])
-            pose_enc = pred["pose_enc"][0]
+                track_err.append((pred["track"][0, 1:].cpu() - query["tracks"][0, 1:]).norm(dim=-1)[seen])
+            pose_enc = pred["pose_enc"][0].cpu()
             extr, _ = pose_encoding_to_extri_intri(pose_enc[None], (image_size, image_size))
             r, t = relative_pose_errors(extr[0], scene.extrinsics)
             rre.append(r)

@@ -34,3 +34,14 @@ def test_a_phase_can_restrict_the_trajectory_kind():
     assert sorted(batch["depth"][0].sum(dim=(1, 2)).tolist()) == sorted(scene.depth.sum(dim=(1, 2)).tolist())
     mixed = make_batch(4, 0, Phase(until=1.0, frames=(frames,), rotation=phase.rotation), 56)
     assert not torch.equal(mixed["depth"][0].sum(dim=(1, 2)).sort().values, scene.depth.sum(dim=(1, 2)).sort().values)
+
+
+def test_worker_processes_render_the_same_batches_in_order():
+    from qvggt_deploy.train.data import iterate_batches
+
+    cur = get_curriculum("default")
+    inline = list(iterate_batches(2, cur, 10, 56, start=3, end=6, batch=3))
+    ahead = list(iterate_batches(2, cur, 10, 56, start=3, end=6, batch=3, workers=2))
+    assert len(ahead) == 3 and [b["images"].shape[0] for b in ahead] == [3, 3, 3]
+    for a, b in zip(inline, ahead):
+        assert all(torch.equal(a[k], b[k]) for k in a)

@@ -125,3 +125,34 @@ def test_batch_option_replaces_the_curriculum_batch(tmp_path):
     train(cfg, tmp_path)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["batch"] for r in log] == [3]
+
+
+def test_rendering_workers_leave_the_run_bit_identical(tmp_path):
+    inline = train(CFG, tmp_path / "a")
+    ahead = train(CFG, tmp_path / "b", workers=1)
+    for (name, p), q in zip(inline.state_dict().items(), ahead.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
+@pytest.mark.parametrize("device, message", [("tpu", "unknown device|cpu or cuda"), ("meta", "cpu or cuda")])
+def test_a_device_training_cannot_use_is_refused_in_one_sentence(tmp_path, device, message):
+    with pytest.raises(QvggtError, match=message):
+        train(CFG, tmp_path, device=device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_a_gpu_is_refused(tmp_path):
+    with pytest.raises(QvggtError, match="no CUDA GPU"):
+        train(CFG, tmp_path, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu_train.py runs it there)")
+def test_cuda_training_follows_the_cpu_run(tmp_path):
+    cfg = TrainConfig(**{**CFG.__dict__, "weight_abs_pose": 1.0, "dense_frames": 1, "probe_every": 2})
+    on_cpu = train(cfg, tmp_path / "cpu")
+    on_gpu = train(cfg, tmp_path / "gpu", device="cuda")
+    for (name, p), q in zip(on_cpu.state_dict().items(), on_gpu.state_dict().values()):
+        assert q.device.type == "cuda"
+        torch.testing.assert_close(q.cpu(), p, rtol=1e-3, atol=1e-4, msg=name)
+    log = [json.loads(line) for line in (tmp_path / "gpu" / "log.jsonl").read_text().splitlines()]
+    assert any("go_no_go" in r for r in log)
