@@ -94,6 +94,9 @@ class Train(Command):
         parser.add_argument("--workers", type=int, default=0,
                             help="processes rendering the next batches while a step runs (the same batches; "
                                  "on 2 cores, --threads 1 --workers 1 halves a 224-px step). Defaults to 0.")
+        parser.add_argument("--render-device", default=None,
+                            help="render the scenes on this device (cuda) in the training process instead of "
+                                 "on the CPU; not with --workers. Defaults to the CPU.")
         add_threads_arg(parser)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -114,5 +117,5 @@ class Train(Command):
                           weight_attn_match=args.weight_attn_match, attn_match_per_frame=args.attn_match_per_frame,
                           probe_every=args.probe_every, dense_frames=args.dense_frames)
         train(cfg, args.out, resume=not args.no_resume, stop_at=args.stop_after, device=args.device,
-              workers=args.workers)
+              workers=args.workers, render_device=args.render_device)
         return 0

@@ -19,7 +19,7 @@ Rays go through integer pixel indices (u, v) without a +0.5 offset, as VGGT's un
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Dict
 
 import torch
@@ -62,10 +62,26 @@ class Primitives:
     tinted: torch.Tensor = None  # [P] bool: albedo mixed with :func:`world_tint` (None: no primitive)
     sky_tint: bool = False  # sky coloured by ray direction instead of one colour
 
+    def to(self, device) -> "Primitives":
+        """A copy with every tensor on ``device`` (rendering runs where the rays are)."""
+        return _tensors_to(self, device)
+
+
+def _tensors_to(obj, device):
+    moved = {}
+    for field in fields(obj):
+        value = getattr(obj, field.name)
+        if isinstance(value, torch.Tensor):
+            value = value.to(device)
+        elif isinstance(value, Materials):
+            value = _tensors_to(value, device)
+        moved[field.name] = value
+    return replace(obj, **moved)
+
 
 def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Vectorised HSV -> RGB; ``h`` in turns, ``[R]`` each -> ``[R, 3]``."""
-    k = (torch.tensor([5.0, 3.0, 1.0], dtype=h.dtype) + h[:, None] * 6) % 6
+    k = (torch.tensor([5.0, 3.0, 1.0], dtype=h.dtype, device=h.device) + h[:, None] * 6) % 6
     return v[:, None] - v[:, None] * s[:, None] * torch.minimum(k, 4 - k).clamp(0, 1)
 
 
@@ -134,9 +150,10 @@ def value_noise(p: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     f = p - pf
     fx, fy, fz = (f * f * (3 - 2 * f)).unbind(1)  # smoothstep: no visible lattice creases
     # Hash each axis once per lattice offset (int32 wraps on overflow, which is what a hash wants).
-    h0 = pf.to(torch.int32) * _PRIMES
+    primes = _PRIMES.to(p.device)
+    h0 = pf.to(torch.int32) * primes
     hx0, hy0, hz0 = h0.unbind(1)
-    hx1, hy1, hz1 = (h0 + _PRIMES).unbind(1)
+    hx1, hy1, hz1 = (h0 + primes).unbind(1)
     mask = _HASH_SIZE - 1
 
     def corner(hx, hy, hz):
@@ -157,7 +174,7 @@ def fbm(p: torch.Tensor, footprint: torch.Tensor, table: torch.Tensor, octaves: 
     freq, amp = 1.0, 1.0
     for octave in range(octaves):
         fade = (1.5 - footprint * freq * 2.0).clamp(0, 1)
-        shift = torch.tensor([17.3, 5.1, 11.7], dtype=p.dtype) * octave
+        shift = torch.tensor([17.3, 5.1, 11.7], dtype=p.dtype, device=p.device) * octave
         total = total + amp * fade * value_noise(p * freq + shift, table)
         norm = norm + amp * fade
         freq, amp = freq * 2.0, amp * 0.55
@@ -206,7 +223,7 @@ def cast(origins: torch.Tensor, dirs: torch.Tensor, pixel_angle: torch.Tensor,
     is_box = idx < K
     box_id = idx.clamp(max=max(K - 1, 0))
     sph_id = (idx - K).clamp(min=0, max=max(ts.shape[1] - 1, 0))
-    rows = torch.arange(len(t))
+    rows = torch.arange(len(t), device=t.device)
     # Box local hit point and normal: the face whose slab is closest (largest |p| / half).
     if K:
         lp = box_local_o[rows, box_id] + t_safe[:, None] * box_local_d[rows, box_id]
@@ -244,6 +261,6 @@ def cast(origins: torch.Tensor, dirs: torch.Tensor, pixel_angle: torch.Tensor,
     if prim.sky_tint:
         sky = sky_colour(dirs)
     else:
-        sky = torch.tensor([0.62, 0.75, 0.92], dtype=rgb.dtype)[None].expand_as(rgb)
+        sky = torch.tensor([0.62, 0.75, 0.92], dtype=rgb.dtype, device=rgb.device)[None].expand_as(rgb)
     rgb = torch.where(hit[:, None], rgb, sky)
     return {"t": t, "point": point, "rgb": rgb, "hit": hit}

@@ -91,7 +91,7 @@ class Scene:
 
     def subset(self, index) -> "Scene":
         """Frames ``index`` (re-anchored so that the first chosen frame is the world frame)."""
-        index = torch.as_tensor(index, dtype=torch.long)
+        index = torch.as_tensor(index, dtype=torch.long, device=self.images.device)
         E = _to4(self.extrinsics[index].double())
         anchor_inv = torch.linalg.inv(E[0])
         new_E = (E @ anchor_inv)[:, :3, :].float()
@@ -105,7 +105,7 @@ class Scene:
 
 
 def _to4(E: torch.Tensor) -> torch.Tensor:
-    bottom = torch.zeros(E.shape[:-2] + (1, 4), dtype=E.dtype)
+    bottom = torch.zeros(E.shape[:-2] + (1, 4), dtype=E.dtype, device=E.device)
     bottom[..., 0, 3] = 1
     return torch.cat([E, bottom], dim=-2)
 
@@ -241,9 +241,14 @@ def _sample_cameras(rng: np.random.Generator, cfg: SceneConfig, contents: Dict[s
     return name, dict(baseline=float(baseline), rotation=float(rotation), fov_deg=float(np.rad2deg(fov))), extr, fov
 
 
-def generate_scene(seed: int, config: Optional[SceneConfig] = None) -> Scene:
-    """Render one scene; the same ``(seed, config)`` always gives bit-identical tensors."""
+def generate_scene(seed: int, config: Optional[SceneConfig] = None, device=None) -> Scene:
+    """Render one scene; the same ``(seed, config)`` always gives bit-identical tensors.
+
+    ``device`` (default the CPU) is where the rays are cast and the scene's tensors live; a GPU
+    render differs from the CPU's by float rounding only (the scene is drawn on the CPU).
+    """
     cfg = config or SceneConfig()
+    device = torch.device("cpu") if device is None else torch.device(device)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x51CE]))
     contents = _sample_contents(rng, cfg)
     traj_name, traj_params, extr_scene, fov = _sample_cameras(rng, cfg, contents)
@@ -261,7 +266,8 @@ def generate_scene(seed: int, config: Optional[SceneConfig] = None) -> Scene:
     eyes = (-E_scene[:, :3, :3].transpose(1, 2) @ E_scene[:, :3, 3:]).squeeze(-1).float()
     dirs = torch.einsum("sij,pj->spi", R_wc, d_cam).reshape(-1, 3)
     origins = eyes[:, None, :].expand(S, H * W, 3).reshape(-1, 3)
-    out = render.cast(origins, dirs, torch.full((S * H * W,), 1.0 / fx, dtype=torch.float32), prim)
+    out = render.cast(origins.to(device), dirs.to(device),
+                      torch.full((S * H * W,), 1.0 / fx, dtype=torch.float32, device=device), prim.to(device))
 
     depth = out["t"].reshape(S, H, W)  # dirs have unit z in the camera: t is the z-depth
     mask = out["hit"].reshape(S, H, W) & (depth > 1e-3) & (depth < MAX_DEPTH)
@@ -270,15 +276,16 @@ def generate_scene(seed: int, config: Optional[SceneConfig] = None) -> Scene:
     # Re-anchor at the first camera: E_i' = E_i inv(E_0); points X' = E_0 X (computed from the
     # hit points themselves, independently of the depth maps, so the two can be cross-checked).
     E0 = E_scene[0]
-    rel = (E_scene @ torch.linalg.inv(E0))[:, :3, :].float()
+    rel = (E_scene @ torch.linalg.inv(E0))[:, :3, :].float().to(device)
+    E0 = E0.to(device)
     pts = out["point"].double().reshape(S, H, W, 3) @ E0[:3, :3].T + E0[:3, 3]
     pts = torch.where(mask[..., None], pts.float(), torch.zeros(()))
     meta = {"seed": int(seed), "generator": "qvggt_deploy.data.synthetic", "generator_version": GENERATOR_VERSION,
             "config": _jsonable(asdict(cfg)), "trajectory": traj_name, **traj_params,
             "open_sky": contents["open_sky"], "num_boxes": len(contents["boxes"]),
             "num_spheres": len(contents["spheres"])}
-    return Scene(images=images, depth=depth, mask=mask, intrinsics=K.expand(S, 3, 3).clone(),
-                 extrinsics=rel, world_points=pts, meta=meta, scene_extrinsics=E_scene[:, :3, :].float())
+    return Scene(images=images, depth=depth, mask=mask, intrinsics=K.expand(S, 3, 3).clone().to(device),
+                 extrinsics=rel, world_points=pts, meta=meta, scene_extrinsics=E_scene[:, :3, :].float().to(device))
 
 
 def _jsonable(obj):

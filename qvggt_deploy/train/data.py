@@ -86,8 +86,8 @@ def native_size(img_size: int, scale: float, patch: int = 14) -> int:
     return max(patch, int(round(img_size * scale / patch)) * patch)
 
 
-def make_batch(run_seed: int, step: int, phase: Phase, img_size: int) -> Dict[str, torch.Tensor]:
-    """Render the batch of ``step``.
+def make_batch(run_seed: int, step: int, phase: Phase, img_size: int, device=None) -> Dict[str, torch.Tensor]:
+    """Render the batch of ``step`` (on ``device``, default the CPU).
 
     Returns:
         ``images [B,S,3,H,W]``, ``depth [B,S,H,W]``, ``mask [B,S,H,W]``, ``world_points
@@ -102,7 +102,7 @@ def make_batch(run_seed: int, step: int, phase: Phase, img_size: int) -> Dict[st
                       trajectory=phase.trajectory)
     scenes = []
     for b in range(phase.batch):
-        scene = generate_scene(scene_seed(run_seed, step, b), cfg)
+        scene = generate_scene(scene_seed(run_seed, step, b), cfg, device=device)
         scenes.append(scene.subset(rng.permutation(frames)))
     keys = ("images", "depth", "mask", "world_points", "extrinsics", "intrinsics", "scene_extrinsics")
     return {k: torch.stack([getattr(s, k) for s in scenes]) for k in keys}
@@ -112,9 +112,9 @@ class _StepBatches(torch.utils.data.Dataset):
     """Batch ``step`` of a run as a dataset item, so worker processes can render ahead."""
 
     def __init__(self, run_seed: int, curriculum: Sequence[Phase], total_steps: int, img_size: int,
-                 batch: int = 0):
+                 batch: int = 0, device=None):
         self.run_seed, self.curriculum, self.total_steps = run_seed, tuple(curriculum), total_steps
-        self.img_size, self.batch = img_size, batch
+        self.img_size, self.batch, self.device = img_size, batch, device
 
     def __len__(self) -> int:
         return self.total_steps
@@ -123,24 +123,29 @@ class _StepBatches(torch.utils.data.Dataset):
         phase = phase_at(self.curriculum, step, self.total_steps)
         if self.batch > 0:
             phase = replace(phase, batch=self.batch)
-        return make_batch(self.run_seed, step, phase, self.img_size)
+        return make_batch(self.run_seed, step, phase, self.img_size, self.device)
 
 
 def iterate_batches(run_seed: int, curriculum: Sequence[Phase], total_steps: int, img_size: int,
-                    start: int, end: int, batch: int = 0, workers: int = 0,
-                    pin_memory: bool = False) -> Iterator[Dict[str, torch.Tensor]]:
+                    start: int, end: int, batch: int = 0, workers: int = 0, pin_memory: bool = False,
+                    render_device=None) -> Iterator[Dict[str, torch.Tensor]]:
     """The batches of steps ``start .. end - 1`` in order.
 
     With ``workers`` > 0 they are rendered ahead in that many processes (one thread each): a batch
     is a pure function of its step, so the result is the same batches, and a training step no
     longer waits for its scenes (rendering is about half of a 224-px step on one CPU thread).
+    ``render_device`` (a GPU) renders them in this process instead, where the batches then are.
     ``batch`` > 0 replaces each phase's scenes per step.
     """
-    dataset = _StepBatches(run_seed, curriculum, total_steps, img_size, batch)
+    on_cpu = render_device is None or torch.device(render_device).type == "cpu"
+    if workers > 0 and not on_cpu:
+        raise QvggtError(f"scenes rendered on {render_device} are rendered in the training process; "
+                         f"use no rendering workers with it")
+    dataset = _StepBatches(run_seed, curriculum, total_steps, img_size, batch, None if on_cpu else render_device)
     if workers <= 0:
         for step in range(start, end):
             item = dataset[step]
-            yield {k: v.pin_memory() for k, v in item.items()} if pin_memory else item
+            yield {k: v.pin_memory() for k, v in item.items()} if pin_memory and on_cpu else item
         return
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, sampler=range(start, end), num_workers=workers,
                                          prefetch_factor=2, pin_memory=pin_memory)

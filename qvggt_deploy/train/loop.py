@@ -216,7 +216,7 @@ def full_state_dict(model: torch.nn.Module, preset: str, seed: int) -> Dict[str,
 
 def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int] = None,
           on_log: Optional[Callable[[Dict[str, float]], None]] = None, device: str = "cpu",
-          workers: int = 0) -> torch.nn.Module:
+          workers: int = 0, render_device: Optional[str] = None) -> torch.nn.Module:
     """Train (or resume) a model into ``out_dir``; returns the trained model (train mode off).
 
     Args:
@@ -231,6 +231,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
             Resuming on another device is allowed (the numbers then differ in the last bits).
         workers: processes rendering the next batches while a step runs (0: in the loop). The
             batches are the same either way.
+        render_device: render the scenes on this device in the loop instead ("cuda": no workers).
     """
     device = _training_device(device)
     out = Path(out_dir)
@@ -282,16 +283,18 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
     t_start = time.perf_counter()
     end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
     batches = iterate_batches(cfg.seed, curriculum, cfg.steps, model_cfg.img_size, start, end, cfg.batch, workers,
-                              pin_memory=device.type == "cuda")
+                              pin_memory=device.type == "cuda", render_device=render_device)
     bar = progress(zip(range(start, end), batches), desc="train", total=end - start)
     with open(log_path, "a") as log_file:
         for step, batch in bar:
             on_device = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            # Correspondence targets are found on the CPU (no copy where the scenes were rendered).
+            host = {k: v.cpu() for k, v in batch.items()} if cfg.weight_track > 0 or global_inputs is not None else None
             gt = normalize_ground_truth(on_device)
             lr = lr_at(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            tracks = _track_targets(cfg, step, batch, device) if cfg.weight_track > 0 else None
+            tracks = _track_targets(cfg, step, host, device) if cfg.weight_track > 0 else None
             if global_inputs is not None:
                 global_inputs.inputs.clear()
             pred, gt = forward_for_training(model, on_device["images"], gt, cfg.dense_frames,
@@ -313,7 +316,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
                 losses.update(track)
             if global_inputs is not None:
                 generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step + 1)
-                match = attention_match_loss(global_inputs.inputs, batch, model_cfg.patch_size,
+                match = attention_match_loss(global_inputs.inputs, host, model_cfg.patch_size,
                                              model_cfg.patch_start_idx, cfg.attn_match_per_frame, generator)
                 global_inputs.inputs.clear()
                 losses["loss"] = losses["loss"] + cfg.weight_attn_match * match

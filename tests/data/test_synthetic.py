@@ -113,3 +113,10 @@ def test_orientation_cue_colours_room_by_position_and_keeps_geometry():
     north, south = sky_colour(torch.tensor([[0.0, 0.1, 1.0], [0.0, 0.1, -1.0]]))
     assert (north - south).abs().max() > 0.3
     assert cued.meta["config"]["orientation_cue"] is True
+
+
+def test_rendering_on_the_cpu_by_name_is_the_default_render():
+    cfg = SceneConfig(frames=2, image_size=(28, 28))
+    a, b = generate_scene(11, cfg), generate_scene(11, cfg, device="cpu")
+    for key in ("images", "depth", "mask", "world_points", "extrinsics", "intrinsics", "scene_extrinsics"):
+        assert torch.equal(getattr(a, key), getattr(b, key)), key

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from qvggt_deploy.data.synthetic import TRAIN_SEED_LIMIT
@@ -45,3 +46,23 @@ def test_worker_processes_render_the_same_batches_in_order():
     assert len(ahead) == 3 and [b["images"].shape[0] for b in ahead] == [3, 3, 3]
     for a, b in zip(inline, ahead):
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_rendering_on_a_gpu_runs_in_the_training_process():
+    from qvggt_deploy.errors import QvggtError
+    from qvggt_deploy.train.data import iterate_batches
+
+    with pytest.raises(QvggtError, match="no rendering workers"):
+        next(iterate_batches(2, get_curriculum("default"), 10, 56, start=0, end=1, workers=1, render_device="cuda"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu_train.py runs it there)")
+def test_a_batch_rendered_on_the_gpu_matches_the_cpu_render():
+    phase = Phase(until=1.0, frames=(3,), batch=2)
+    cpu, gpu = make_batch(3, 1, phase, 112), make_batch(3, 1, phase, 112, device="cuda")
+    assert gpu["images"].device.type == "cuda"
+    agree = (gpu["mask"].cpu() == cpu["mask"]).float().mean()
+    assert agree > 0.999
+    close = ((gpu["images"].cpu() - cpu["images"]).abs() < 1e-3).float().mean()
+    assert close > 0.99  # a texture lattice cell may flip at float rounding, not whole regions
+    torch.testing.assert_close(gpu["extrinsics"].cpu(), cpu["extrinsics"], rtol=1e-5, atol=1e-5)
