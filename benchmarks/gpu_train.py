@@ -1,7 +1,7 @@
 """Continue the embedded tiny model on a CUDA machine within one device call, then join its weights.
 
-    timeout 570 python3 benchmarks/gpu_train.py train OUT [--budget-s 400] [--batch 8] [--lr 2e-4]
-                                                       [--workers 14] [--init-from CKPT] [--seed 20]
+    timeout 570 python3 benchmarks/gpu_train.py train OUT [--budget-s 380] [--batch 8] [--lr 2e-4]
+                         [--workers 14] [--init-from CKPT] [--seed 20] [--work DIR]
     python benchmarks/gpu_train.py join OUT MODEL.safetensors
 
 Why: on the 2-core CPU a 224-px step over 2 scenes takes about 2.2 s, and the camera gains a few
@@ -10,12 +10,13 @@ rendered on the CPU (``--workers`` processes) then bound the rate, so the GPU ca
 
 ``train`` runs from the repository root, with torch, numpy and safetensors (no onnx): ``env``
 (GPU, driver, CUDA, torch, commit); a throughput probe for each place the scenes can be rendered
-(CPU worker processes; on a GPU also the GPU): a short run into ``OUT/probe/MODE``, its steps
+(CPU worker processes; on a GPU also the GPU): a short run into ``WORK/probe/MODE``, its steps
 timed after the first 20; then one run of stage 7's loss on the GPU, rendering where the probe
 was faster, with the step count that fills ``--budget-s`` at the probed rate (so the LR schedule
-ends inside the call). ``OUT`` gets files small enough to come back from a device call: the
-final weights in two shards, ``log.jsonl``, ``config.json`` and ``gpu_train.json`` (environment,
-probes, chosen mode and steps, wall times; rewritten after each part).
+ends inside the call; its states and snapshots stay in ``WORK/run``). ``OUT`` gets only what
+comes back from a device call (five files under 16 MiB): the final weights in two shards,
+``log.jsonl``, ``config.json`` and ``gpu_train.json`` (environment, probes, chosen mode and
+steps, wall times; rewritten after each part).
 ``join`` rebuilds one checkpoint from the shards and checks that it loads strictly into ``tiny``.
 Without CUDA ``train`` exits 2 and writes nothing.
 """
@@ -108,7 +109,7 @@ def run_train(args) -> int:
     from qvggt_deploy.train import train
 
     torch.set_num_threads(2)  # the other cores render
-    out = Path(args.out)
+    out, work = Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
     report = {"env": run_env() if on_gpu else {"device": "cpu"}, "args": {k: str(v) for k, v in vars(args).items()}}
     write_json(out / "gpu_train.json", report)
@@ -122,8 +123,8 @@ def run_train(args) -> int:
     for mode, where in modes.items():
         t0 = time.perf_counter()
         probe_cfg = stage7_loss(steps=PROBE_STEPS, warmup=PROBE_STEPS, **common)
-        train(probe_cfg, out / "probe" / mode, resume=False, device=args.device, **where)
-        step_s = seconds_per_step(out / "probe" / mode / "log.jsonl", PROBE_TIMED_FROM)
+        train(probe_cfg, work / "probe" / mode, resume=False, device=args.device, **where)
+        step_s = seconds_per_step(work / "probe" / mode / "log.jsonl", PROBE_TIMED_FROM)
         report["probe"][mode] = {"steps": PROBE_STEPS, "timed_from": PROBE_TIMED_FROM, "seconds_per_step": step_s,
                                  "scenes_per_second": args.batch / step_s, "wall_s": time.perf_counter() - t0}
         write_json(out / "gpu_train.json", report)
@@ -135,12 +136,12 @@ def run_train(args) -> int:
     t1 = time.perf_counter()
     cfg = stage7_loss(steps=steps, warmup=report["run"]["warmup"], probe_every=max(1, steps // 4),
                       ckpt_every=max(50, steps // 10), **common)
-    train(cfg, out / "run", resume=False, device=args.device, **modes[mode])
+    train(cfg, work / "run", resume=False, device=args.device, **modes[mode])
     report["run"].update(status="done", wall_s=time.perf_counter() - t1,
-                         seconds_per_step=seconds_per_step(out / "run" / "log.jsonl", 10),
-                         shard_bytes=split_checkpoint(out / "run" / "model.safetensors", out))
+                         seconds_per_step=seconds_per_step(work / "run" / "log.jsonl", 10),
+                         shard_bytes=split_checkpoint(work / "run" / "model.safetensors", out))
     for name in ("log.jsonl", "config.json"):
-        (out / name).write_bytes((out / "run" / name).read_bytes())
+        (out / name).write_bytes((work / "run" / name).read_bytes())
     write_json(out / "gpu_train.json", report)
     print(json.dumps({k: report[k] for k in ("probe", "run")}, indent=1))
     return 0
@@ -152,8 +153,10 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     tr = sub.add_parser("train", help="the timed run on a CUDA machine")
     tr.add_argument("out", help="folder for the shards, log, config and gpu_train.json")
-    tr.add_argument("--budget-s", type=float, default=400.0,
-                    help="seconds the run's steps should take at the probed rate. Defaults to 400.")
+    tr.add_argument("--budget-s", type=float, default=380.0,
+                    help="seconds the run's steps should take at the probed rate. Defaults to 380.")
+    tr.add_argument("--work", default="/tmp/qvggt_gpu_train",
+                    help="folder for the probes' and the run's states. Defaults to /tmp/qvggt_gpu_train.")
     tr.add_argument("--batch", type=int, default=8, help="scenes per step. Defaults to 8.")
     tr.add_argument("--lr", type=float, default=2e-4, help="peak learning rate. Defaults to 2e-4.")
     tr.add_argument("--workers", type=int, default=14, help="rendering processes. Defaults to 14.")

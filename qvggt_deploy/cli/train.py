@@ -89,8 +89,8 @@ class Train(Command):
                             help="stop (resumably) once this step is done; rerun without it to finish")
         parser.add_argument("--no-resume", action="store_true", help="start over even if OUT/state.pt exists")
         parser.add_argument("--device", default="cpu",
-                            help="where the model trains: cpu or cuda[:N] (scenes are rendered on the CPU). "
-                                 "Defaults to cpu.")
+                            help="where the model trains: cpu or cuda[:N] (scenes are rendered on the CPU "
+                                 "unless --render-device says otherwise). Defaults to cpu.")
         parser.add_argument("--workers", type=int, default=0,
                             help="processes rendering the next batches while a step runs (the same batches; "
                                  "on 2 cores, --threads 1 --workers 1 halves a 224-px step). Defaults to 0.")
