@@ -1,6 +1,6 @@
 """Continue the embedded tiny model on a CUDA machine within one device call, then join its weights.
 
-    timeout 570 python3 benchmarks/gpu_train.py train OUT [--budget-s 380] [--batch 8] [--lr 2e-4]
+    timeout 570 python3 benchmarks/gpu_train.py train OUT [--budget-s 380] [--batch 2] [--lr 1e-4]
                          [--workers 14] [--init-from CKPT] [--seed 20] [--work DIR]
     python benchmarks/gpu_train.py join OUT MODEL.safetensors
 
@@ -52,17 +52,6 @@ def stage7_loss(**overrides):
     return TrainConfig(**fields)
 
 
-def seconds_per_step(log_path: Path, timed_from: int) -> float:
-    """Mean step time after ``timed_from`` from a run's logged elapsed seconds."""
-    records = [json.loads(line) for line in log_path.read_text().splitlines()]
-    timed = [(r["step"], r["elapsed_s"]) for r in records if "elapsed_s" in r]
-    first = next((s, t) for s, t in timed if s >= timed_from)
-    last = timed[-1]
-    if last[0] <= first[0]:
-        raise ValueError(f"{log_path}: too few logged steps to time")
-    return (last[1] - first[1]) / (last[0] - first[0])
-
-
 def split_checkpoint(path: Path, out: Path) -> list:
     """The checkpoint's tensors in two safetensors files of about equal size."""
     from safetensors.torch import load_file, save_file
@@ -106,7 +95,7 @@ def run_train(args) -> int:
         return 2
     from gpu_check import run_env
 
-    from qvggt_deploy.train import train
+    from qvggt_deploy.train.loop import logged_seconds_per_step, train
 
     torch.set_num_threads(2)  # the other cores render
     out, work = Path(args.out), Path(args.work)
@@ -124,7 +113,7 @@ def run_train(args) -> int:
         t0 = time.perf_counter()
         probe_cfg = stage7_loss(steps=PROBE_STEPS, warmup=PROBE_STEPS, **common)
         train(probe_cfg, work / "probe" / mode, resume=False, device=args.device, **where)
-        step_s = seconds_per_step(work / "probe" / mode / "log.jsonl", PROBE_TIMED_FROM)
+        step_s = logged_seconds_per_step(work / "probe" / mode / "log.jsonl", PROBE_TIMED_FROM)
         report["probe"][mode] = {"steps": PROBE_STEPS, "timed_from": PROBE_TIMED_FROM, "seconds_per_step": step_s,
                                  "scenes_per_second": args.batch / step_s, "wall_s": time.perf_counter() - t0}
         write_json(out / "gpu_train.json", report)
@@ -138,7 +127,7 @@ def run_train(args) -> int:
                       ckpt_every=max(50, steps // 10), **common)
     train(cfg, work / "run", resume=False, device=args.device, **modes[mode])
     report["run"].update(status="done", wall_s=time.perf_counter() - t1,
-                         seconds_per_step=seconds_per_step(work / "run" / "log.jsonl", 10),
+                         seconds_per_step=logged_seconds_per_step(work / "run" / "log.jsonl", 10),
                          shard_bytes=split_checkpoint(work / "run" / "model.safetensors", out))
     for name in ("log.jsonl", "config.json"):
         (out / name).write_bytes((work / "run" / name).read_bytes())
@@ -157,8 +146,9 @@ def main(argv=None) -> int:
                     help="seconds the run's steps should take at the probed rate. Defaults to 380.")
     tr.add_argument("--work", default="/tmp/qvggt_gpu_train",
                     help="folder for the probes' and the run's states. Defaults to /tmp/qvggt_gpu_train.")
-    tr.add_argument("--batch", type=int, default=8, help="scenes per step. Defaults to 8.")
-    tr.add_argument("--lr", type=float, default=2e-4, help="peak learning rate. Defaults to 2e-4.")
+    tr.add_argument("--batch", type=int, default=2,
+                    help="scenes per step. Defaults to 2 (at equal scenes, 8 trained worse: docs/training.md).")
+    tr.add_argument("--lr", type=float, default=1e-4, help="peak learning rate. Defaults to 1e-4 (stage 7's).")
     tr.add_argument("--workers", type=int, default=14, help="rendering processes. Defaults to 14.")
     tr.add_argument("--seed", type=int, default=20, help="run seed. Defaults to 20.")
     tr.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run of the flow. Defaults to cuda.")

@@ -92,8 +92,9 @@ class Train(Command):
                             help="where the model trains: cpu or cuda[:N] (scenes are rendered on the CPU "
                                  "unless --render-device says otherwise). Defaults to cpu.")
         parser.add_argument("--workers", type=int, default=0,
-                            help="processes rendering the next batches while a step runs (the same batches; "
-                                 "on 2 cores, --threads 1 --workers 1 halves a 224-px step). Defaults to 0.")
+                            help="processes rendering the next batches while a step runs (the same batches), "
+                                 "for machines with cores to spare; on 2 cores --threads 1 --workers 1 is as fast "
+                                 "as --threads 2 (benchmarks/train_throughput.py). Defaults to 0.")
         parser.add_argument("--render-device", default=None,
                             help="render the scenes on this device (cuda) in the training process instead of "
                                  "on the CPU; not with --workers. Defaults to the CPU.")

@@ -133,7 +133,8 @@ def iterate_batches(run_seed: int, curriculum: Sequence[Phase], total_steps: int
 
     With ``workers`` > 0 they are rendered ahead in that many processes (one thread each): a batch
     is a pure function of its step, so the result is the same batches, and a training step no
-    longer waits for its scenes (rendering is about half of a 224-px step on one CPU thread).
+    longer waits for its scenes (rendering is about half of a 224-px step on one CPU thread; the
+    workers pay where cores are to spare, e.g. beside a GPU).
     ``render_device`` (a GPU) renders them in this process instead, where the batches then are.
     ``batch`` > 0 replaces each phase's scenes per step.
     """

@@ -202,6 +202,21 @@ def _read_log(path: Path, upto: int):
     return kept
 
 
+def logged_seconds_per_step(log_path, timed_from: int) -> float:
+    """Mean step time over the logged steps after ``timed_from`` (the first steps pay for start-up:
+    worker processes, caches)."""
+    timed = []
+    for line in Path(log_path).read_text().splitlines():
+        record = json.loads(line)
+        if "elapsed_s" in record:
+            timed.append((record["step"], record["elapsed_s"]))
+    after = [(s, t) for s, t in timed if s >= timed_from]
+    if len(after) < 2:
+        raise QvggtError(f"{log_path}: fewer than two logged steps from step {timed_from} on; nothing to time")
+    (s0, t0), (s1, t1) = after[0], after[-1]
+    return (t1 - t0) / (s1 - s0)
+
+
 def full_state_dict(model: torch.nn.Module, preset: str, seed: int) -> Dict[str, torch.Tensor]:
     """Trained weights completed to the full preset: parameters the trained model lacks (the
     track head when trained with ``enable_track=False``) come from ``build_model(preset, seed)``."""

@@ -1,5 +1,3 @@
-import json
-
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -31,13 +29,6 @@ def test_join_refuses_shards_that_do_not_make_the_model(tmp_path):
     with pytest.raises(Exception, match="missing|Missing"):
         gpu_train.join_checkpoint(tmp_path, tmp_path / "model.safetensors")
     assert [p.name for p in tmp_path.iterdir() if "model.safetensors" in p.name] == []
-
-
-def test_step_time_is_taken_after_the_warm_steps(tmp_path):
-    log = tmp_path / "log.jsonl"
-    rows = [{"step": s, "elapsed_s": 30.0 + 0.5 * s if s > 10 else 3.0 * s} for s in (10, 20, 30, 40)]
-    log.write_text("".join(json.dumps(r) + "\n" for r in rows + [{"step": 40, "go_no_go": {}}]))
-    assert gpu_train.seconds_per_step(log, 20) == pytest.approx(0.5)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")

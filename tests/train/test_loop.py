@@ -156,3 +156,14 @@ def test_cuda_training_follows_the_cpu_run(tmp_path):
         torch.testing.assert_close(q.cpu(), p, rtol=1e-3, atol=1e-4, msg=name)
     log = [json.loads(line) for line in (tmp_path / "gpu" / "log.jsonl").read_text().splitlines()]
     assert any("go_no_go" in r for r in log)
+
+
+def test_step_time_is_read_from_the_log_after_the_warm_steps(tmp_path):
+    from qvggt_deploy.train.loop import logged_seconds_per_step
+
+    log = tmp_path / "log.jsonl"
+    rows = [{"step": s, "elapsed_s": 30.0 + 0.5 * s if s > 10 else 3.0 * s} for s in (10, 20, 30, 40)]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows + [{"step": 40, "go_no_go": {}}]))
+    assert logged_seconds_per_step(log, 20) == pytest.approx(0.5)
+    with pytest.raises(QvggtError, match="fewer than two"):
+        logged_seconds_per_step(log, 40)
