@@ -20,27 +20,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
 
 from qvggt_deploy.fileio import write_json  # noqa: E402
 from qvggt_deploy.procstats import cpu_info  # noqa: E402
+from gpu_train import ASSET, stage7_loss  # noqa: E402
 
-ASSET = REPO / "qvggt_deploy" / "assets" / "vggt_tiny.safetensors"
 SETTINGS = {  # name: (torch threads, rendering workers)
     "1 thread, rendering in the loop": (1, 0),
     "1 thread + 1 rendering worker": (1, 1),
     "2 threads, rendering in the loop": (2, 0),
 }
-
-
-def stage7_config(steps: int):
-    from qvggt_deploy.train import TrainConfig
-
-    return TrainConfig(preset="tiny", steps=steps, lr=1e-4, warmup=steps, seed=30, curriculum="geometry-native",
-                       init_from=str(ASSET), weight_camera=10.0, camera_rotation_loss="geodesic",
-                       weight_camera_rotation=10.0, weight_translation_direction=10.0, weight_abs_pose=1.0,
-                       dense_frames=1, log_every=5, ckpt_every=10 ** 9, snapshot_every=10 ** 9)
 
 
 def main(argv=None) -> int:
@@ -56,7 +48,9 @@ def main(argv=None) -> int:
         torch.set_num_threads(threads)
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            train(stage7_config(args.steps), tmp, resume=False, workers=workers)
+            cfg = stage7_loss(steps=args.steps, lr=1e-4, warmup=args.steps, seed=30, init_from=str(ASSET),
+                              log_every=5, ckpt_every=10 ** 9)
+            train(cfg, tmp, resume=False, workers=workers)
             rows.append({"setting": name, "threads": threads, "workers": workers,
                          "seconds_per_step": logged_seconds_per_step(Path(tmp) / "log.jsonl", args.timed_from),
                          "wall_s": time.perf_counter() - t0})

@@ -242,7 +242,8 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
         stop_at: stop (with a resumable state) once this step is done, e.g. to split a run into
             time-boxed sessions; the final weights are written only when ``cfg.steps`` is reached.
         on_log: called with each logged record (for custom monitoring).
-        device: where the model trains ("cpu", "cuda", "cuda:1"); scenes are rendered on the CPU.
+        device: where the model trains ("cpu", "cuda", "cuda:1"); scenes are rendered on the CPU
+            unless ``render_device`` says otherwise.
             Resuming on another device is allowed (the numbers then differ in the last bits).
         workers: processes rendering the next batches while a step runs (0: in the loop). The
             batches are the same either way.
