@@ -151,11 +151,19 @@ def test_cuda_training_follows_the_cpu_run(tmp_path):
     cfg = TrainConfig(**{**CFG.__dict__, "weight_abs_pose": 1.0, "dense_frames": 1, "probe_every": 2})
     on_cpu = train(cfg, tmp_path / "cpu")
     on_gpu = train(cfg, tmp_path / "gpu", device="cuda")
+    assert all(p.device.type == "cuda" for p in on_gpu.parameters())
+    # The first step's loss is the same model on the same batch; Adam moves every weight by about
+    # the LR whatever its gradient, so the losses say more than the weights do.
+    logs = {}
+    for name in ("cpu", "gpu"):
+        lines = (tmp_path / name / "log.jsonl").read_text().splitlines()
+        logs[name] = [json.loads(line) for line in lines if "loss" in json.loads(line)]
+    for a, b in zip(logs["cpu"], logs["gpu"]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=2e-3), a["step"]
     for (name, p), q in zip(on_cpu.state_dict().items(), on_gpu.state_dict().values()):
-        assert q.device.type == "cuda"
-        torch.testing.assert_close(q.cpu(), p, rtol=1e-3, atol=1e-4, msg=name)
-    log = [json.loads(line) for line in (tmp_path / "gpu" / "log.jsonl").read_text().splitlines()]
-    assert any("go_no_go" in r for r in log)
+        torch.testing.assert_close(q.cpu(), p, rtol=0, atol=4 * cfg.lr, msg=name)
+    gpu_log = (tmp_path / "gpu" / "log.jsonl").read_text()
+    assert "go_no_go" in gpu_log
 
 
 def test_step_time_is_read_from_the_log_after_the_warm_steps(tmp_path):
