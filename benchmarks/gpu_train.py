@@ -18,7 +18,7 @@ comes back from a device call (five files under 16 MiB): the final weights in tw
 ``log.jsonl``, ``config.json`` and ``gpu_train.json`` (environment, probes, chosen mode and
 steps, wall times; rewritten after each part).
 ``join`` rebuilds one checkpoint from the shards and checks that it loads strictly into ``tiny``.
-Without CUDA ``train`` exits 2 and writes nothing.
+Without CUDA, ``train`` (``--device cuda``, the default) exits 2 and writes nothing.
 """
 from __future__ import annotations
 
@@ -34,14 +34,14 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
 
-from qvggt_deploy.fileio import write_json  # noqa: E402
+from qvggt_deploy.fileio import atomic_path, write_json  # noqa: E402
 
 SHARDS = ("model.part0.safetensors", "model.part1.safetensors")
 PROBE_STEPS, PROBE_TIMED_FROM = 40, 20
 ASSET = REPO / "qvggt_deploy" / "assets" / "vggt_tiny.safetensors"
 
 
-def stage7_loss(**overrides):
+def stage7_config(**overrides):
     """Stage 7's training configuration (docs/training.md) with the given fields replaced."""
     from qvggt_deploy.train import TrainConfig
 
@@ -64,7 +64,8 @@ def split_checkpoint(path: Path, out: Path) -> list:
         parts[i][name] = tensors[name]
         sizes[i] += tensors[name].numel() * tensors[name].element_size()
     for name, part in zip(SHARDS, parts):
-        save_file(part, str(out / name))
+        with atomic_path(out / name) as tmp:
+            save_file(part, str(tmp))
     return sizes
 
 
@@ -111,7 +112,7 @@ def run_train(args) -> int:
     report["probe"] = {}
     for mode, where in modes.items():
         t0 = time.perf_counter()
-        probe_cfg = stage7_loss(steps=PROBE_STEPS, warmup=PROBE_STEPS, **common)
+        probe_cfg = stage7_config(steps=PROBE_STEPS, warmup=PROBE_STEPS, **common)
         train(probe_cfg, work / "probe" / mode, resume=False, device=args.device, **where)
         step_s = logged_seconds_per_step(work / "probe" / mode / "log.jsonl", PROBE_TIMED_FROM)
         report["probe"][mode] = {"steps": PROBE_STEPS, "timed_from": PROBE_TIMED_FROM, "seconds_per_step": step_s,
@@ -123,14 +124,15 @@ def run_train(args) -> int:
     write_json(out / "gpu_train.json", report)
 
     t1 = time.perf_counter()
-    cfg = stage7_loss(steps=steps, warmup=report["run"]["warmup"], probe_every=max(1, steps // 4),
+    cfg = stage7_config(steps=steps, warmup=report["run"]["warmup"], probe_every=max(1, steps // 4),
                       ckpt_every=max(50, steps // 10), **common)
     train(cfg, work / "run", resume=False, device=args.device, **modes[mode])
     report["run"].update(status="done", wall_s=time.perf_counter() - t1,
                          seconds_per_step=logged_seconds_per_step(work / "run" / "log.jsonl", 10),
                          shard_bytes=split_checkpoint(work / "run" / "model.safetensors", out))
     for name in ("log.jsonl", "config.json"):
-        (out / name).write_bytes((work / "run" / name).read_bytes())
+        with atomic_path(out / name) as tmp:
+            tmp.write_bytes((work / "run" / name).read_bytes())
     write_json(out / "gpu_train.json", report)
     print(json.dumps({k: report[k] for k in ("probe", "run")}, indent=1))
     return 0

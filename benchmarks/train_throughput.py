@@ -26,7 +26,7 @@ import torch  # noqa: E402
 
 from qvggt_deploy.fileio import write_json  # noqa: E402
 from qvggt_deploy.procstats import cpu_info  # noqa: E402
-from gpu_train import ASSET, stage7_loss  # noqa: E402
+from gpu_train import ASSET, stage7_config  # noqa: E402
 
 SETTINGS = {  # name: (torch threads, rendering workers)
     "1 thread, rendering in the loop": (1, 0),
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(threads)
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            cfg = stage7_loss(steps=args.steps, lr=1e-4, warmup=args.steps, seed=30, init_from=str(ASSET),
+            cfg = stage7_config(steps=args.steps, lr=1e-4, warmup=args.steps, seed=30, init_from=str(ASSET),
                               log_every=5, ckpt_every=10 ** 9)
             train(cfg, tmp, resume=False, workers=workers)
             rows.append({"setting": name, "threads": threads, "workers": workers,
