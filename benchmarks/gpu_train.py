@@ -34,11 +34,13 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
 
+from qvggt_deploy.errors import QvggtError  # noqa: E402
 from qvggt_deploy.fileio import atomic_path, write_json  # noqa: E402
+from qvggt_deploy.model.checkpoint import EMBEDDED_CHECKPOINTS  # noqa: E402
 
 SHARDS = ("model.part0.safetensors", "model.part1.safetensors")
 PROBE_STEPS, PROBE_TIMED_FROM = 40, 20
-ASSET = REPO / "qvggt_deploy" / "assets" / "vggt_tiny.safetensors"
+ASSET = EMBEDDED_CHECKPOINTS["tiny"]
 
 
 def stage7_config(**overrides):
@@ -54,7 +56,9 @@ def stage7_config(**overrides):
 
 def split_checkpoint(path: Path, out: Path) -> list:
     """The checkpoint's tensors in two safetensors files of about equal size."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
+
+    from qvggt_deploy.model import save_checkpoint
 
     tensors = load_file(str(path))
     names = sorted(tensors, key=lambda k: -tensors[k].numel())
@@ -64,8 +68,7 @@ def split_checkpoint(path: Path, out: Path) -> list:
         parts[i][name] = tensors[name]
         sizes[i] += tensors[name].numel() * tensors[name].element_size()
     for name, part in zip(SHARDS, parts):
-        with atomic_path(out / name) as tmp:
-            save_file(part, str(tmp))
+        save_checkpoint(part, out / name)
     return sizes
 
 
@@ -90,13 +93,14 @@ def join_checkpoint(shard_dir: Path, dest: Path) -> Path:
 
 
 def run_train(args) -> int:
-    on_gpu = args.device.startswith("cuda")
-    if on_gpu and not torch.cuda.is_available():
-        print("gpu_train: this torch sees no CUDA GPU; nothing written", file=sys.stderr)
+    from qvggt_deploy.train.loop import logged_seconds_per_step, train, training_device
+
+    try:
+        on_gpu = training_device(args.device).type == "cuda"
+    except QvggtError as exc:
+        print(f"gpu_train: {exc}; nothing written", file=sys.stderr)
         return 2
     from gpu_check import run_env
-
-    from qvggt_deploy.train.loop import logged_seconds_per_step, train
 
     torch.set_num_threads(2)  # the other cores render
     out, work = Path(args.out), Path(args.work)

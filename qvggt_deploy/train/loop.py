@@ -150,7 +150,7 @@ def _track_targets(cfg: "TrainConfig", step: int, batch: Dict[str, torch.Tensor]
     return {k: v.to(device) for k, v in tracks.items()}
 
 
-def _training_device(name: str) -> torch.device:
+def training_device(name: str) -> torch.device:
     """``name`` as a torch device, refused in one sentence when it is not there."""
     try:
         device = torch.device(name)
@@ -249,7 +249,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = True, stop_at: Optional[int]
             batches are the same either way.
         render_device: render the scenes on this device in the loop instead ("cuda": no workers).
     """
-    device = _training_device(device)
+    device = training_device(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model_cfg = get_preset(cfg.preset).replace(enable_track=cfg.weight_track > 0)

@@ -156,8 +156,8 @@ def test_cuda_training_follows_the_cpu_run(tmp_path):
     # the LR whatever its gradient, so the losses say more than the weights do.
     logs = {}
     for name in ("cpu", "gpu"):
-        lines = (tmp_path / name / "log.jsonl").read_text().splitlines()
-        logs[name] = [json.loads(line) for line in lines if "loss" in json.loads(line)]
+        records = map(json.loads, (tmp_path / name / "log.jsonl").read_text().splitlines())
+        logs[name] = [r for r in records if "loss" in r]
     for a, b in zip(logs["cpu"], logs["gpu"]):
         assert b["loss"] == pytest.approx(a["loss"], rel=2e-3), a["step"]
     for (name, p), q in zip(on_cpu.state_dict().items(), on_gpu.state_dict().values()):
